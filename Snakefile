@@ -1,0 +1,14 @@
+# ModalMerge: a conditional spatiotemporal diffusion model of fMRI, evaluated honestly.
+# Read top to bottom, the included rule files are the table of contents of the science.
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        expand(rules.mask_and_normalize.output.volumes, subject=SUBJECTS),
+    default_target: True

@@ -1,0 +1,56 @@
+"""Configuration: load config.yaml and validate it against config.schema.yaml (defaults filled in)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import ModalMergeInputError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.yaml"
+
+
+def _validator_with_defaults(schema: dict):
+    """A Draft 2020-12 validator that also fills in each property's ``default``."""
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Return a validated copy of ``config`` with defaults filled in.
+
+    Raises :class:`ModalMergeInputError` naming the offending key, e.g.
+    ``config key 'train.lerning_rate': Additional properties are not allowed``.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    config = copy.deepcopy(config)
+    errors = sorted(_validator_with_defaults(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = []
+        for err in errors:
+            key = ".".join(str(p) for p in err.path) or "(top level)"
+            lines.append(f"config key '{key}': {err.message}")
+        raise ModalMergeInputError("Invalid configuration:\n  " + "\n  ".join(lines) +
+                                   f"\nSee {Path(schema_path).name} for every key, its type and its default.")
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ModalMergeInputError(f"{path} is not valid YAML: {err}") from err
+    return validate_config(raw)

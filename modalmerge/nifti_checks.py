@@ -1,0 +1,58 @@
+"""Load NIfTI files with clear, specific errors for corrupt, misshapen or misaligned inputs."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .errors import ModalMergeInputError
+
+
+def load_nifti(path: str | Path, ndim: int | None = None, what: str = "image") -> nib.Nifti1Image:
+    """Load a NIfTI and read all its data once, so truncation is caught here, not later.
+
+    ``ndim`` (3 or 4) is the expected number of dimensions; a 4D image with one
+    volume is accepted where 3D is expected and vice versa is refused.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModalMergeInputError(f"{what} file not found: {path}. Check the path in config.yaml.")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (EOFError, OSError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise ModalMergeInputError(
+            f"Cannot read {what} {path}: {type(err).__name__}: {err}. The file is corrupt or "
+            "truncated; download it again (delete it so the fetch stage re-creates it) or fix its source."
+        ) from err
+    if ndim == 3 and data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if ndim is not None and data.ndim != ndim:
+        raise ModalMergeInputError(
+            f"{what} {path} has wrong dimensionality. Expected a {ndim}D image. Got shape {data.shape}."
+        )
+    if not np.all(np.isfinite(data)):
+        n_bad = int(np.size(data) - np.isfinite(data).sum())
+        raise ModalMergeInputError(
+            f"{what} {path} contains {n_bad} NaN or infinite values. Replace them (e.g. with 0 "
+            "outside the brain) or exclude those voxels from the mask."
+        )
+    return nib.Nifti1Image(np.asarray(data), img.affine, img.header)
+
+
+def check_same_grid(img: nib.Nifti1Image, reference: nib.Nifti1Image, what: str, reference_what: str) -> None:
+    """Raise if ``img`` is not on the voxel grid (shape and affine) of ``reference``."""
+    if img.shape[:3] != reference.shape[:3]:
+        raise ModalMergeInputError(
+            f"{what} does not match the grid of {reference_what}. Expected shape {reference.shape[:3]}. "
+            f"Got {img.shape[:3]}. Resample the mask to the BOLD grid (e.g. nilearn.image.resample_to_img)."
+        )
+    if not np.allclose(img.affine, reference.affine, atol=1e-3):
+        raise ModalMergeInputError(
+            f"{what} has a different affine from {reference_what}: the two images are not aligned.\n"
+            f"Expected:\n{np.round(reference.affine, 3)}\nGot:\n{np.round(img.affine, 3)}\n"
+            "Resample the mask to the BOLD grid (e.g. nilearn.image.resample_to_img)."
+        )

@@ -1,0 +1,267 @@
+"""mask-and-normalize: masked, detrended, per-run z-scored volumes with labels, runs and the split."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nilearn.maskers import NiftiMasker
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from . import REST_LABEL
+from .atomic import atomic_file
+from .data_sources import Dataset
+from .errors import ModalMergeInputError
+from .nifti_checks import check_same_grid, load_nifti
+
+
+def label_volumes(events: pd.DataFrame, n_volumes: int, tr: float, shift_volumes: int = 0) -> np.ndarray:
+    """Category of each volume of a run, or ``rest``: shape ``(n_volumes,)``.
+
+    Volume ``i`` (acquired at ``i * tr``) takes the category of the event that covers time
+    ``(i - shift_volumes) * tr``; a positive shift accounts for the hemodynamic delay.
+    """
+    labels = np.full(n_volumes, REST_LABEL, dtype=object)
+    times = (np.arange(n_volumes) - shift_volumes) * tr
+    for event in events.itertuples():
+        inside = (times >= event.onset - 1e-6) & (times < event.onset + event.duration - 1e-6)
+        labels[inside] = event.trial_type
+    return labels.astype(str)
+
+
+@dataclass
+class RunSplit:
+    """Which runs train the model and which are held out; optional k folds over all runs."""
+
+    train_runs: list[int]
+    test_runs: list[int]
+    folds: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, runs: list[int], test_runs: list[int], n_folds: int | None = None) -> "RunSplit":
+        unknown = sorted(set(test_runs) - set(runs))
+        if unknown:
+            raise ModalMergeInputError(f"prep.split.test_runs lists runs {unknown} that the data does not have (runs: {runs}).")
+        train = [r for r in runs if r not in test_runs]
+        if not train or not test_runs:
+            raise ModalMergeInputError(
+                f"prep.split.test_runs {test_runs} leaves {len(train)} training and {len(test_runs)} held-out runs; both must be non-empty."
+            )
+        folds = []
+        if n_folds:
+            if not 2 <= n_folds <= len(runs):
+                raise ModalMergeInputError(f"prep.split.n_folds must be between 2 and {len(runs)} (the number of runs); got {n_folds}.")
+            for k, held in enumerate(np.array_split(np.array(runs), n_folds)):
+                folds.append({"fold": k, "test_runs": held.tolist(), "train_runs": [r for r in runs if r not in held]})
+        return cls(train, sorted(test_runs), folds)
+
+    def to_dict(self) -> dict:
+        return {"train_runs": self.train_runs, "test_runs": self.test_runs, "folds": self.folds}
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunSplit":
+        data = json.loads(Path(path).read_text())
+        return cls(data["train_runs"], data["test_runs"], data.get("folds", []))
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The tightest box around the mask's non-zero voxels, one slice per axis."""
+    if not mask.any():
+        raise ModalMergeInputError("The mask is empty: no voxel is inside it.")
+    index = np.argwhere(mask)
+    low, high = index.min(axis=0), index.max(axis=0) + 1
+    return tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))
+
+
+class VolumeNormalizer(BaseEstimator):
+    """Mask, detrend and z-score BOLD runs; return volumes on the mask's bounding-box grid.
+
+    A thin estimator over :class:`nilearn.maskers.NiftiMasker` (per-run cleaning through its
+    ``runs`` argument) that adds the bounding-box view the diffusion model works on.
+
+    Parameters
+    ----------
+    mask_img : Nifti1Image
+        Mask on the BOLD grid.
+    detrend, standardize : passed to NiftiMasker (``standardize`` e.g. ``"zscore_sample"`` or False).
+    drop_constant_voxels : bool
+        If True, voxels constant within a run are removed from the mask; if False they are an error.
+    """
+
+    def __init__(self, mask_img, detrend=True, standardize="zscore_sample", drop_constant_voxels=False, t_r=None):
+        self.mask_img = mask_img
+        self.detrend = detrend
+        self.standardize = standardize
+        self.drop_constant_voxels = drop_constant_voxels
+        self.t_r = t_r
+
+    def fit(self, bolds: list[nib.Nifti1Image], runs: list[int]):
+        """Check grids and constant voxels; set ``mask_``, ``bbox_``, ``masker_``."""
+        mask = np.asarray(self.mask_img.dataobj) > 0
+        for bold, run in zip(bolds, runs):
+            check_same_grid(bold, self.mask_img, f"BOLD of run {run}", "the mask")
+            data = np.asarray(bold.dataobj)[mask]
+            constant = data.std(axis=1) == 0
+            if constant.any():
+                if not self.drop_constant_voxels:
+                    raise ModalMergeInputError(
+                        f"{int(constant.sum())} voxel(s) inside the mask are constant over run {run}, so they cannot be "
+                        "z-scored. Choose a tighter mask (prep.mask) or set prep.drop_constant_voxels: true."
+                    )
+                flat = np.flatnonzero(mask)
+                mask.flat[flat[constant]] = False
+        self.mask_ = mask
+        self.bbox_ = bounding_box(mask)
+        self.masker_ = NiftiMasker(
+            mask_img=nib.Nifti1Image(mask.astype(np.uint8), self.mask_img.affine),
+            detrend=self.detrend, standardize=self.standardize, t_r=self.t_r,
+        )
+        self.masker_.fit()
+        return self
+
+    def transform(self, bolds: list[nib.Nifti1Image], runs: list[int]) -> np.ndarray:
+        """Cleaned signals, shape ``(n_volumes, n_voxels)``, each run cleaned on its own."""
+        check_is_fitted(self, "masker_")
+        signals = []
+        for bold in bolds:
+            signals.append(self.masker_.transform(bold).astype(np.float32))
+        return np.concatenate(signals)
+
+    def to_grid(self, signals: np.ndarray) -> np.ndarray:
+        """``(n_volumes, n_voxels)`` -> volumes on the bounding-box grid ``(n_volumes, x, y, z)``, 0 outside."""
+        check_is_fitted(self, "mask_")
+        full = np.zeros((signals.shape[0],) + self.mask_.shape, dtype=np.float32)
+        full[:, self.mask_] = signals
+        return full[(slice(None),) + self.bbox_]
+
+    def raw_to_grid(self, bolds: list[nib.Nifti1Image]) -> np.ndarray:
+        """Uncleaned intensities on the bounding-box grid, 0 outside the mask: ``(n_volumes, x, y, z)``."""
+        check_is_fitted(self, "mask_")
+        volumes = np.concatenate([np.moveaxis(np.asarray(b.dataobj, dtype=np.float32), 3, 0) for b in bolds])
+        volumes[:, ~self.mask_] = 0
+        return volumes[(slice(None),) + self.bbox_]
+
+    @property
+    def bbox_affine_(self) -> np.ndarray:
+        """Affine of the bounding-box grid (the source affine shifted to the box's corner)."""
+        offset = np.eye(4)
+        offset[:3, 3] = [s.start for s in self.bbox_]
+        return self.mask_img.affine @ offset
+
+
+def prepare_subject(dataset_dir: str | Path, out: dict, mask: str = "auto", detrend: bool = True,
+                    standardize="zscore_sample", hemodynamic_shift_volumes: int = 0,
+                    test_runs: list[int] | None = None, n_folds: int | None = None,
+                    drop_constant_voxels: bool = False) -> dict:
+    """Run mask-and-normalize for one subject and write every output path in ``out``.
+
+    ``out`` keys: ``bold`` (normalised 4D NIfTI), ``mask`` (NIfTI), ``mean`` (mean EPI NIfTI),
+    ``volumes`` (NPZ), ``table`` (TSV, one row per volume), ``split`` (JSON).
+    Returns a small summary (volumes per category and run).
+    """
+    dataset = Dataset.read(dataset_dir)
+    if mask == "auto":
+        mask = "brain" if "brain" in dataset.manifest["masks"] else "nonzero"
+    mask_img = load_nifti(dataset.mask_path(mask), ndim=3, what=f"mask '{mask}'")
+    runs = dataset.runs
+    bolds = [load_nifti(dataset.bold_path(r), ndim=4, what=f"BOLD of run {r}") for r in runs]
+    split = RunSplit.from_config(runs, list(test_runs if test_runs is not None else runs[-3:]), n_folds)
+
+    normalizer = VolumeNormalizer(mask_img, detrend, standardize, drop_constant_voxels, dataset.tr).fit(bolds, runs)
+    signals = normalizer.transform(bolds, runs)
+    volumes = normalizer.to_grid(signals)
+    raw = normalizer.raw_to_grid(bolds)
+
+    labels, run_of_volume, index_in_run = [], [], []
+    for run, bold in zip(runs, bolds):
+        n = bold.shape[3]
+        labels.append(label_volumes(dataset.events(run), n, dataset.tr, hemodynamic_shift_volumes))
+        run_of_volume.append(np.full(n, run))
+        index_in_run.append(np.arange(n))
+    labels = np.concatenate(labels)
+    run_of_volume = np.concatenate(run_of_volume)
+    index_in_run = np.concatenate(index_in_run)
+    class_names = np.array(dataset.categories + ["rest"])
+    label_ids = np.array([list(class_names).index(lab) for lab in labels])
+    is_test = np.isin(run_of_volume, split.test_runs)
+
+    with atomic_file(out["bold"]) as tmp:
+        # Rebuilt as float32: the masker copies the mask's uint8 header, which would quantise z-scores.
+        normalized = normalizer.masker_.inverse_transform(signals)
+        nib.save(nib.Nifti1Image(np.asarray(normalized.dataobj, dtype=np.float32), mask_img.affine), tmp)
+    with atomic_file(out["mask"]) as tmp:
+        nib.save(nib.Nifti1Image(normalizer.mask_.astype(np.uint8), mask_img.affine), tmp)
+    with atomic_file(out["mean"]) as tmp:
+        mean = np.mean([np.asarray(b.dataobj, dtype=np.float32).mean(axis=3) for b in bolds], axis=0)
+        nib.save(nib.Nifti1Image(mean, mask_img.affine), tmp)
+    with atomic_file(out["volumes"]) as tmp:
+        np.savez_compressed(
+            tmp, X=volumes, X_raw=raw, mask=normalizer.mask_[normalizer.bbox_], labels=labels,
+            label_ids=label_ids, class_names=class_names, runs=run_of_volume, index_in_run=index_in_run,
+            is_test=is_test, affine=normalizer.bbox_affine_, source_affine=mask_img.affine,
+            source_shape=np.array(mask_img.shape[:3]), bbox_start=np.array([s.start for s in normalizer.bbox_]),
+            tr=dataset.tr, mask_name=mask, hemodynamic_shift_volumes=hemodynamic_shift_volumes,
+        )
+    table = pd.DataFrame({
+        "volume": np.arange(len(labels)), "run": run_of_volume, "index_in_run": index_in_run,
+        "time_s": index_in_run * dataset.tr, "label": labels,
+        "split": np.where(is_test, "test", "train"),
+    })
+    with atomic_file(out["table"]) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    with atomic_file(out["split"]) as tmp:
+        tmp.write_text(json.dumps({**split.to_dict(), "subject": dataset.manifest["subject"],
+                                   "mask": mask, "n_voxels": int(normalizer.mask_.sum())}, indent=2))
+    return {"volumes_per_label": table["label"].value_counts().to_dict(), "n_voxels": int(normalizer.mask_.sum()),
+            "grid": list(volumes.shape[1:])}
+
+
+@dataclass
+class PreparedData:
+    """The NPZ written by mask-and-normalize, loaded: volumes, labels, runs and the split."""
+
+    X: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+    label_ids: np.ndarray
+    class_names: np.ndarray
+    runs: np.ndarray
+    index_in_run: np.ndarray
+    is_test: np.ndarray
+    affine: np.ndarray
+    source_affine: np.ndarray
+    source_shape: np.ndarray
+    bbox_start: np.ndarray
+    tr: float
+    X_raw: np.ndarray | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, with_raw: bool = False) -> "PreparedData":
+        with np.load(path, allow_pickle=False) as npz:
+            fields = {k: npz[k] for k in ("X", "mask", "labels", "label_ids", "class_names", "runs",
+                                          "index_in_run", "is_test", "affine", "source_affine",
+                                          "source_shape", "bbox_start")}
+            fields["tr"] = float(npz["tr"])
+            if with_raw:
+                fields["X_raw"] = npz["X_raw"]
+        return cls(**fields)
+
+    @property
+    def train_runs(self) -> list[int]:
+        return sorted(set(self.runs[~self.is_test].tolist()))
+
+    @property
+    def test_runs(self) -> list[int]:
+        return sorted(set(self.runs[self.is_test].tolist()))
+
+    def to_source_space(self, volumes: np.ndarray) -> nib.Nifti1Image:
+        """Bounding-box volumes ``(n, x, y, z)`` -> 4D NIfTI on the source grid with the source affine."""
+        full = np.zeros(tuple(self.source_shape) + (volumes.shape[0],), dtype=np.float32)
+        box = tuple(slice(int(s), int(s) + n) for s, n in zip(self.bbox_start, volumes.shape[1:]))
+        full[box] = np.moveaxis(volumes * self.mask, 0, -1)
+        return nib.Nifti1Image(full, self.source_affine)
