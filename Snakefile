@@ -6,9 +6,11 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/model.smk"
 
 
 rule all:
     input:
         expand(rules.mask_and_normalize.output.volumes, subject=SUBJECTS),
+        expand(rules.sample.output.summary, subject=SUBJECTS),
     default_target: True

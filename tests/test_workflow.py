@@ -19,6 +19,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 def tiny_config() -> dict:
     """The default configuration, shrunk so the whole chain runs in a few minutes on 2 cores."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["model"].update(clip_length=4, channels=[8, 16, 16], attention_levels=[2], temporal_heads=2,
+                           temporal_head_dim=8, norm_groups=4)
+    config["train"].update(steps=4, batch_size=2, log_every=2, eval_every=4, checkpoint_every=2, warmup_steps=1)
+    config["sample"].update(steps=3, clips_per_category=1, snapshot_every=1)
     return config
 
 
@@ -59,7 +63,12 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
         assert (prep / name).exists(), name
     with np.load(prep / "volumes.npz") as npz:
         assert npz["X"].shape[0] == 12 * 121
-    for rule in ("fetch_haxby", "mask_and_normalize"):
+    for name in ("model.pt", "training_log.tsv", "training_summary.json"):
+        assert (workflow_dir / "results/model/sub001" / name).exists(), name
+    for name in ("sub001_desc-synthetic_bold.nii.gz", "synthetic.npz", "diffusion_snapshots.npz",
+                 "sub001_desc-attention_map.nii.gz", "attention_temporal.npz", "sampling_summary.json"):
+        assert (workflow_dir / "results/samples/sub001" / name).exists(), name
+    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample"):
         assert (workflow_dir / f"results/logs/{rule}/sub001.log").exists()
         assert (workflow_dir / f"results/benchmarks/{rule}/sub001.tsv").exists()
 
@@ -76,8 +85,26 @@ def test_changing_a_prep_parameter_reruns_only_that_stage_and_its_dependants(wor
         planned = planned_rules(workflow_dir)
     finally:
         (workflow_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
-    assert "mask_and_normalize" in planned
+    assert {"mask_and_normalize", "train_diffusion", "sample"} <= planned
     assert "fetch_haxby" not in planned
+
+
+def test_changing_a_sampling_parameter_reruns_sampling_only(workflow_dir):
+    changed = yaml.safe_load((workflow_dir / "config.yaml").read_text())
+    changed["sample"]["guidance_scale"] = 2.0
+    (workflow_dir / "config.yaml").write_text(yaml.safe_dump(changed))
+    try:
+        planned = planned_rules(workflow_dir)
+    finally:
+        (workflow_dir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    assert "sample" in planned
+    assert not {"fetch_haxby", "mask_and_normalize", "train_diffusion"} & planned
+
+
+def test_train_rule_declares_one_gpu(workflow_dir):
+    out = run_snakemake(workflow_dir, "-n", "--forcerun", "train_diffusion").stdout
+    block = out[out.index("rule train_diffusion"):]
+    assert "gpu=1" in block[:1500]
 
 
 def test_a_config_typo_fails_at_start_naming_the_key(tmp_path):

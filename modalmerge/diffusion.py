@@ -1,0 +1,111 @@
+"""GaussianDiffusion: wraps the denoiser with a schedule; returns the training loss and samples.
+
+The network (``model/``), the schedule and samplers (``schedulers.py``) and the training loop
+(``training.py``) are three separate things; this module is the glue between the first two.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .schedulers import PredictionType, Scheduler
+
+
+class GaussianDiffusion(nn.Module):
+    """Conditional DDPM on clips ``(B, T, x, y, z)`` with classifier-free guidance.
+
+    Parameters
+    ----------
+    network : the denoiser; called as ``network(x_t, t, labels)``.
+    scheduler : the training schedule (also the source of ``add_noise`` and targets).
+    mask : ``(x, y, z)`` brain mask; the loss is averaged over voxels inside it only.
+    label_dropout : probability of replacing a clip's labels by the null label during training
+        (teaches the unconditional model used by guidance).
+    min_snr_gamma : if set, weight the loss by min(SNR, gamma) / SNR (eps) or
+        min(SNR, gamma) / (SNR + 1) (v), the "min-SNR" weighting of Hang et al. (2023).
+    """
+
+    def __init__(self, network: nn.Module, scheduler: Scheduler, mask: torch.Tensor,
+                 label_dropout: float = 0.1, min_snr_gamma: float | None = None):
+        super().__init__()
+        if not 0 <= label_dropout < 1:
+            raise ValueError(f"label_dropout must be in [0, 1); got {label_dropout}.")
+        self.network = network
+        self.scheduler = scheduler
+        self.register_buffer("mask", mask.float())
+        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float())
+        self.label_dropout = label_dropout
+        self.min_snr_gamma = min_snr_gamma
+
+    @property
+    def null_label(self) -> int:
+        return self.network.null_label
+
+    def drop_labels(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Replace whole clips' labels by the null label with probability ``label_dropout``."""
+        if self.label_dropout == 0:
+            return labels
+        drop = torch.rand(labels.shape[0], generator=generator, device=labels.device) < self.label_dropout
+        return torch.where(drop[:, None], torch.full_like(labels, self.null_label), labels)
+
+    def loss_per_clip(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Masked MSE between the network's output and its target, one value per clip: ``(B,)``."""
+        x_t = self.scheduler.add_noise(x0, noise, t)
+        prediction = self.network(x_t, t, labels)
+        target = self.scheduler.target(x0, noise, t)
+        squared = (prediction.float() - target) ** 2 * self.mask
+        per_clip = squared.flatten(1).sum(1) / (self.mask.sum() * x0.shape[1])
+        if self.min_snr_gamma is not None:
+            snr = self.scheduler.snr(t)
+            clipped = snr.clamp(max=self.min_snr_gamma)
+            weight = clipped / snr if self.scheduler.prediction_type is PredictionType.EPSILON else clipped / (snr + 1)
+            per_clip = per_clip * weight
+        return per_clip
+
+    def forward(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training loss of a batch of clean clips ``x0`` (B, T, x, y, z) with labels (B, T)."""
+        t = torch.randint(0, self.scheduler.n_train_steps, (x0.shape[0],), generator=generator, device=x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        labels = self.drop_labels(labels, generator)
+        return self.loss_per_clip(x0, labels, t, noise).mean()
+
+    def guided_output(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
+        """Classifier-free guidance: uncond + s * (cond - uncond).
+
+        ``guidance_scale`` 1 is the neutral value (the plain conditional prediction, one pass);
+        0 is the unconditional model; > 1 strengthens the category.
+        """
+        if guidance_scale == 1.0:
+            return self.network(x_t, t, labels)
+        null = torch.full_like(labels, self.null_label)
+        both = self.network(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null]))
+        conditional, unconditional = both.chunk(2)
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    @torch.no_grad()
+    def sample(self, sampler: Scheduler, labels: torch.Tensor, guidance_scale: float = 1.0,
+               generator: torch.Generator | None = None, snapshot_every: int | None = None,
+               callback: Callable[[int, torch.Tensor], None] | None = None):
+        """Generate clips for ``labels`` (B, T) with ``sampler`` (DDPM or DDIM).
+
+        Returns ``(samples, snapshots)``: samples ``(B, T, x, y, z)`` (0 outside the mask) and a
+        list of ``(t, x_t)`` taken every ``snapshot_every`` sampler steps (and at the end).
+        """
+        device = self.mask.device
+        shape = (labels.shape[0], labels.shape[1], *self.mask.shape)
+        x = torch.randn(shape, generator=generator, device=device)
+        timesteps = sampler.timesteps.tolist()
+        snapshots = [(int(timesteps[0]) + 1, x.clone())] if snapshot_every else []
+        for i, t in enumerate(timesteps):
+            t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
+            output = self.guided_output(x, t_batch, labels, guidance_scale)
+            x, _ = sampler.step(output.float(), t, x, generator)
+            if snapshot_every and ((i + 1) % snapshot_every == 0 or i == len(timesteps) - 1):
+                # labelled with the noise level x now has: the next timestep, 0 once clean
+                snapshots.append((timesteps[i + 1] if i + 1 < len(timesteps) else 0, x.clone()))
+            if callback is not None:
+                callback(i, x)
+        return x * self.mask, snapshots

@@ -1,0 +1,129 @@
+"""The denoiser and the diffusion wrapper: shapes on every grid, guidance, overfitting a tiny batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modalmerge.diffusion import GaussianDiffusion
+from modalmerge.model import SpatioTemporalDenoiser
+from modalmerge.schedulers import Scheduler
+
+TINY = dict(channels=(8, 16, 16), attention_levels=(2,), temporal_heads=2, temporal_head_dim=8, norm_groups=4)
+
+
+@pytest.mark.parametrize("grid", [(6, 10, 10), (40, 20, 1), (37, 19, 1), (40, 64, 64), (5, 7, 3), (1, 9, 1)])
+def test_output_has_the_input_shape_on_every_grid(grid):
+    torch.manual_seed(0)
+    network = SpatioTemporalDenoiser(grid, clip_length=3, n_classes=9, **TINY)
+    x = torch.randn(2, 3, *grid)
+    out = network(x, torch.tensor([3, 700]), torch.randint(0, 10, (2, 3)))
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+
+
+def test_singleton_axis_is_never_padded():
+    network = SpatioTemporalDenoiser((37, 19, 1), 8, 9)
+    assert network.padded_grid == (40, 24, 1)
+    assert network.conv_in.kernel_size == (3, 3, 1)
+
+
+def test_wrong_grid_and_bad_arguments_are_reported():
+    network = SpatioTemporalDenoiser((6, 10, 10), 4, 9, **TINY)
+    with pytest.raises(ValueError, match=r"Expected \(B, T, 6, 10, 10\)"):
+        network(torch.randn(1, 4, 6, 10, 9), torch.tensor([1]), torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="multiple of norm_groups=8"):
+        SpatioTemporalDenoiser((6, 10, 10), 4, 9, channels=(12, 24))
+    with pytest.raises(ValueError, match="attention_levels must be in 0..1"):
+        SpatioTemporalDenoiser((6, 10, 10), 4, 9, channels=(8, 16), norm_groups=4, attention_levels=(2,))
+
+
+def test_frames_interact_through_the_temporal_path():
+    """Changing one frame changes the prediction for another frame (the clip is modelled jointly)."""
+    torch.manual_seed(0)
+    network = SpatioTemporalDenoiser((6, 10, 10), 4, 9, **TINY)
+    for p in network.parameters():  # zero-initialised output layers would hide the interaction
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.randn(1, 4, 6, 10, 10)
+    labels = torch.zeros(1, 4, dtype=torch.long)
+    t = torch.tensor([10])
+    changed = x.clone()
+    changed[:, 3] += 1.0
+    assert not torch.allclose(network(x, t, labels)[:, 0], network(changed, t, labels)[:, 0])
+
+
+def tiny_diffusion(grid=(6, 10, 10), clip_length=4, **kwargs) -> GaussianDiffusion:
+    torch.manual_seed(0)
+    network = SpatioTemporalDenoiser(grid, clip_length, 9, **TINY)
+    return GaussianDiffusion(network, Scheduler(1000), torch.ones(grid), **kwargs)
+
+
+def test_guidance_at_the_neutral_scale_is_the_conditional_prediction():
+    diffusion = tiny_diffusion()
+    for p in diffusion.network.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 4, 6, 10, 10), torch.tensor([5, 500])
+    labels = torch.randint(0, 9, (2, 4))
+    conditional = diffusion.network(x, t, labels)
+    assert torch.allclose(diffusion.guided_output(x, t, labels, 1.0), conditional, atol=1e-6)
+    unconditional = diffusion.network(x, t, torch.full_like(labels, diffusion.null_label))
+    assert not torch.allclose(conditional, unconditional)
+    assert torch.allclose(diffusion.guided_output(x, t, labels, 0.0), unconditional, atol=1e-5)
+    expected = unconditional + 3.0 * (conditional - unconditional)
+    assert torch.allclose(diffusion.guided_output(x, t, labels, 3.0), expected, atol=1e-5)
+
+
+def test_label_dropout_replaces_whole_clips_by_the_null_label():
+    diffusion = tiny_diffusion(label_dropout=0.5)
+    labels = torch.randint(0, 9, (2000, 4))
+    dropped = diffusion.drop_labels(labels, torch.Generator().manual_seed(0))
+    is_null = dropped == diffusion.null_label
+    assert (is_null.all(1) | (~is_null).all(1)).all()
+    assert is_null.all(1).float().mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_loss_is_the_mean_squared_error_over_brain_voxels_only():
+    diffusion = tiny_diffusion()
+    for p in diffusion.network.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    diffusion.mask[:3] = 0
+    x0, noise = torch.randn(2, 4, 6, 10, 10), torch.randn(2, 4, 6, 10, 10)
+    t, labels = torch.tensor([100, 200]), torch.zeros(2, 4, dtype=torch.long)
+    prediction = diffusion.network(diffusion.scheduler.add_noise(x0, noise, t), t, labels)
+    inside = (prediction - noise)[..., 3:, :, :]
+    expected = inside.pow(2).flatten(1).mean(1)
+    assert torch.allclose(diffusion.loss_per_clip(x0, labels, t, noise), expected, atol=1e-5)
+
+
+def test_tiny_model_overfits_a_tiny_batch():
+    diffusion = tiny_diffusion(grid=(8, 8, 1), clip_length=2)
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 2, 8, 8, 1, generator=generator)
+    labels = torch.randint(0, 9, (2, 2), generator=generator)
+    t = torch.tensor([50, 300])
+    noise = torch.randn(x0.shape, generator=generator)
+    optimizer = torch.optim.Adam(diffusion.network.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(200):
+        loss = diffusion.loss_per_clip(x0, labels, t, noise).mean()
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[0] == pytest.approx(1.0, abs=0.2)  # zero-initialised output: the trivial baseline
+    assert min(losses[-10:]) < 0.1 * losses[0], losses[::20]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = SpatioTemporalDenoiser((6, 10, 10), 4, 9, **TINY)
+    checkpointed = SpatioTemporalDenoiser((6, 10, 10), 4, 9, gradient_checkpointing=True, **TINY)
+    checkpointed.load_state_dict(plain.state_dict())
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    checkpointed.load_state_dict(plain.state_dict())
+    x, t, y = torch.randn(2, 4, 6, 10, 10), torch.tensor([1, 2]), torch.zeros(2, 4, dtype=torch.long)
+    plain(x, t, y).pow(2).sum().backward()
+    checkpointed(x, t, y).pow(2).sum().backward()
+    for a, b in zip(plain.parameters(), checkpointed.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5)

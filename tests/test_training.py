@@ -1,0 +1,170 @@
+"""Training and sampling on the real embedded data with a tiny configuration."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from modalmerge.config import validate_config
+from modalmerge.errors import ModalMergeInputError
+from modalmerge.preprocessing import PreparedData, RunSplit
+from modalmerge.sampling import design_clips, load_diffusion, sample_subject
+from modalmerge.training import Trainer, build_diffusion, load_checkpoint, make_clips, train_subject
+
+
+def tiny_config(steps: int = 6) -> dict:
+    config = validate_config({
+        "model": {"clip_length": 4, "channels": [8, 16, 16], "attention_levels": [2], "temporal_heads": 2,
+                  "temporal_head_dim": 8, "norm_groups": 4},
+        "train": {"steps": steps, "batch_size": 2, "log_every": 2, "eval_every": 4, "checkpoint_every": 3,
+                  "warmup_steps": 2, "device": "cpu"},
+        "sample": {"steps": 4, "clips_per_category": 1, "snapshot_every": 2, "batch_size": 16},
+    })
+    return config
+
+
+def outputs(folder) -> dict:
+    return {"model": str(folder / "model.pt"), "log": str(folder / "training_log.tsv"),
+            "summary": str(folder / "summary.json"), "checkpoint": str(folder / "ckpt" / "last.pt")}
+
+
+def test_clips_stay_inside_one_run_and_never_touch_held_out_runs(prepared_slice):
+    data = PreparedData.load(prepared_slice["volumes"])
+    split = RunSplit.read(prepared_slice["split"])
+    clips, labels, clip_runs, starts = make_clips(data.X, data.label_ids, data.runs, split.train_runs, 8)
+    assert set(clip_runs) == set(split.train_runs)
+    assert len(clips) == 9 * (121 - 8 + 1)
+    for start, run in zip(starts[::50], clip_runs[::50]):
+        assert set(data.runs[start:start + 8]) == {run}
+        assert not data.is_test[start:start + 8].any()
+
+
+def test_training_writes_a_weights_only_checkpoint_with_everything_to_sample(tmp_path, prepared_slice):
+    summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], tiny_config(), outputs(tmp_path),
+                            threads=2, progress=False)
+    assert summary["steps"] == 6 and summary["trivial_baseline_loss"] == 1.0
+    assert summary["train_runs"] == list(range(1, 10)) and summary["test_runs"] == [10, 11, 12]
+    state = load_checkpoint(tmp_path / "model.pt")  # weights_only=True
+    meta = state["metadata"]
+    assert meta["seed"] == 0 and meta["grid_shape"] == [37, 19, 1] and len(meta["class_names"]) == 9
+    assert np.allclose(meta["source_affine"], nib.load(prepared_slice["bold"]).affine)
+    log = pd.read_csv(tmp_path / "training_log.tsv", sep="\t")
+    assert log["step"].tolist() == [2, 4, 6]
+    assert list(log.columns) == ["step", "loss", "heldout_loss", "learning_rate", "wall_time_s"]
+    assert np.isfinite(log["heldout_loss"].iloc[-1])
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_exactly_like_an_uninterrupted_run(tmp_path, prepared_slice, monkeypatch):
+    config = tiny_config(steps=6)  # rolling checkpoint every 3 steps
+    straight = outputs(tmp_path / "straight")
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], config, straight, threads=2, progress=False)
+
+    killed = outputs(tmp_path / "killed")
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def step_then_die(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # killed during step 5, after the checkpoint of step 3
+            raise Killed()
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_die)
+    with pytest.raises(Killed):
+        train_subject(prepared_slice["volumes"], prepared_slice["split"], config, killed, threads=2, progress=False)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert torch.load(killed["checkpoint"], weights_only=True)["step"] == 3
+    assert not (tmp_path / "killed" / "model.pt").exists()
+
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], config, killed, threads=2, progress=False)
+    a = torch.load(straight["model"], weights_only=True)
+    b = torch.load(killed["model"], weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for part in ("model", "ema"):
+        for key, value in a[part].items():
+            assert torch.allclose(value, b[part][key], atol=1e-6), (part, key)
+    log = pd.read_csv(killed["log"], sep="\t")
+    assert log["step"].tolist() == [2, 4, 6]  # rebuilt from the checkpoint: no gap, no duplicate
+
+
+def test_a_checkpoint_from_another_configuration_is_not_resumed(tmp_path, prepared_slice):
+    config = tiny_config(steps=3)
+    out = outputs(tmp_path)
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], config, out, threads=2, progress=False)
+    other = copy.deepcopy(config)
+    other["train"]["learning_rate"] = 1e-3
+    summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], other, out, threads=2, progress=False)
+    assert summary["steps"] == 3
+    assert torch.load(out["model"], weights_only=True)["metadata"]["config"]["train"]["learning_rate"] == 1e-3
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, prepared_slice) -> str:
+    folder = tmp_path_factory.mktemp("model")
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], tiny_config(steps=4), outputs(folder),
+                  threads=2, progress=False)
+    return str(folder / "model.pt")
+
+
+def sample_outputs(folder) -> dict:
+    names = {"nifti": "syn.nii.gz", "npz": "synthetic.npz", "snapshots": "snap.npz", "attention_nifti": "att.nii.gz",
+             "attention_temporal": "att_t.npz", "summary": "summary.json"}
+    return {k: str(folder / v) for k, v in names.items()}
+
+
+def test_sampling_follows_the_held_out_design_in_source_space(tmp_path, tiny_model, prepared_slice):
+    config = tiny_config()["sample"]
+    out = sample_outputs(tmp_path)
+    summary = sample_subject(tiny_model, prepared_slice["volumes"], config, out, device="cpu", threads=2)
+    data = PreparedData.load(prepared_slice["volumes"])
+    with np.load(out["npz"]) as npz:
+        assert npz["X"].shape == (3 * 121, 37, 19, 1)
+        assert np.array_equal(npz["label_ids"], data.label_ids[data.is_test])
+        assert np.array_equal(npz["design_run"], data.runs[data.is_test])
+        assert npz["category_clips"].shape == (8, 4, 37, 19, 1)
+        assert np.all(npz["X"][:, ~data.mask] == 0)
+    img = nib.load(out["nifti"])
+    assert img.shape == (40, 20, 1, 3 * 121)
+    assert np.allclose(img.affine, data.source_affine)
+    with np.load(out["snapshots"]) as snaps:
+        assert snaps["x_t"].shape[1] == 8 and snaps["timesteps"][0] == 1000 and snaps["timesteps"][-1] == 0
+    assert nib.load(out["attention_nifti"]).shape == (40, 20, 1, 8)
+    with np.load(out["attention_temporal"]) as att:
+        assert att["temporal"].shape == (8, 4, 4)
+        assert np.allclose(att["temporal"].sum(-1), 1, atol=1e-4)  # rows of attention weights
+    assert summary["steps"] == 4 and np.isfinite(summary["synthetic_std"])
+
+
+def test_same_seed_gives_identical_samples(tmp_path, tiny_model, prepared_slice):
+    config = dict(tiny_config()["sample"], runs_per_heldout_design=0, clips_per_category=1)
+    first, second = sample_outputs(tmp_path / "a"), sample_outputs(tmp_path / "b")
+    sample_subject(tiny_model, prepared_slice["volumes"], config, first, device="cpu")
+    sample_subject(tiny_model, prepared_slice["volumes"], config, second, device="cpu")
+    with np.load(first["npz"]) as a, np.load(second["npz"]) as b:
+        assert np.array_equal(a["category_clips"], b["category_clips"])
+    other = sample_outputs(tmp_path / "c")
+    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, seed=1), other, device="cpu")
+    with np.load(first["npz"]) as a, np.load(other["npz"]) as c:
+        assert not np.array_equal(a["category_clips"], c["category_clips"])
+
+
+def test_design_clips_rebuild_a_run_without_overlap():
+    labels = np.arange(121)
+    clips, keep = design_clips(labels, 8)
+    rebuilt = np.concatenate([clip[k] for clip, k in zip(clips, keep)])
+    assert np.array_equal(rebuilt, labels)
+
+
+def test_missing_checkpoint_is_reported(tmp_path):
+    with pytest.raises(ModalMergeInputError, match="run the train_diffusion stage first"):
+        load_diffusion(tmp_path / "none.pt")
