@@ -4,13 +4,18 @@
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     input:
         expand(rules.mask_and_normalize.output.volumes, subject=SUBJECTS),
         expand(rules.sample.output.summary, subject=SUBJECTS),
+        expand(rules.evaluate_ssim.output.json, subject=SUBJECTS),
     default_target: True

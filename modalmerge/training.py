@@ -264,7 +264,7 @@ class Trainer:
             self.ema.update(self.diffusion.network)
             self.step += 1
             self.elapsed += time.perf_counter() - started
-            running += float(loss)
+            running += loss.item()
             count += 1
             bar.update(1)
             if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]:
@@ -340,6 +340,7 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
     timesteps, errors = heldout_denoising_error(trainer.ema_diffusion(), *heldout_tensors)
     _, raw_errors = heldout_denoising_error(diffusion, *heldout_tensors)
     final = trainer.state_dict()
+    final.pop("opt")  # the optimiser state (half the size) lives on in the rolling checkpoint only
     save_checkpoint_atomic(final, Path(out["model"]))
     n_params = sum(p.numel() for p in diffusion.network.parameters())
     summary.update({

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ def tiny_config() -> dict:
                            temporal_head_dim=8, norm_groups=4)
     config["train"].update(steps=4, batch_size=2, log_every=2, eval_every=4, checkpoint_every=2, warmup_steps=1)
     config["sample"].update(steps=3, clips_per_category=1, snapshot_every=1)
+    config["evaluate"].update(n_permutations=20)
     return config
 
 
@@ -68,7 +70,12 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
     for name in ("sub001_desc-synthetic_bold.nii.gz", "synthetic.npz", "diffusion_snapshots.npz",
                  "sub001_desc-attention_map.nii.gz", "attention_temporal.npz", "sampling_summary.json"):
         assert (workflow_dir / "results/samples/sub001" / name).exists(), name
-    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample"):
+    fidelity = json.loads((workflow_dir / "results/eval/sub001/fidelity.json").read_text())
+    for key in ("ssim", "ssim_ceiling", "ssim_baselines", "category_specificity_gap", "ssim_raw_intensity",
+                "c2st_accuracy", "mmd", "tstr_accuracy", "trtr_accuracy", "memorisation"):
+        assert key in fidelity, key
+    assert fidelity["protocol"]["test_runs"] == [10, 11, 12]
+    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim"):
         assert (workflow_dir / f"results/logs/{rule}/sub001.log").exists()
         assert (workflow_dir / f"results/benchmarks/{rule}/sub001.tsv").exists()
 

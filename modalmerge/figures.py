@@ -1,0 +1,66 @@
+"""Figures of the evaluation stages (PNG), drawn with matplotlib on the bounding-box grid."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def orthogonal_slices(volume: np.ndarray) -> list[np.ndarray]:
+    """The middle slice along every non-singleton axis (one 2D image for a single-slice grid)."""
+    if 1 in volume.shape:
+        return [np.squeeze(volume).T]
+    centre = [n // 2 for n in volume.shape]
+    return [volume[centre[0]].T, volume[:, centre[1]].T, volume[:, :, centre[2]].T]
+
+
+def plot_real_vs_synthetic(data, synthetic: dict, path, vmax: float | None = None) -> None:
+    """Per category: held-out real mean map beside the synthetic mean map (z units)."""
+    categories = list(range(len(data.class_names) - 1))
+    real = data.X[data.is_test]
+    real_labels = data.label_ids[data.is_test]
+    views = len(orthogonal_slices(data.X[0]))
+    fig, axes = plt.subplots(len(categories), 2 * views, figsize=(2.2 * 2 * views, 1.6 * len(categories)), squeeze=False)
+    maps = []
+    for c in categories:
+        maps.append(((real[real_labels == c].mean(0) * data.mask), (synthetic["X"][synthetic["label_ids"] == c].mean(0) * data.mask)))
+    vmax = vmax or float(np.percentile(np.abs(np.stack([m for pair in maps for m in pair])), 99)) or 1.0
+    for row, (c, (real_map, syn_map)) in enumerate(zip(categories, maps)):
+        for col, image in enumerate(orthogonal_slices(real_map) + orthogonal_slices(syn_map)):
+            ax = axes[row, col]
+            ax.imshow(image, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="lower", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title("held-out real" if col < views else "synthetic", fontsize=8)
+        axes[row, 0].set_ylabel(str(data.class_names[c]), fontsize=8)
+    fig.suptitle(f"Category mean maps (z), colour range ±{vmax:.2f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_ssim_distributions(results: dict, path) -> None:
+    """Left: mean-map SSIM of the model beside its ceiling and baselines. Right: per-sample SSIM."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = ["synthetic (model)", "ceiling: real train vs held-out"] + [k.replace("_", " ") for k in results["ssim_baselines"]]
+    values = [results["ssim"], results["ssim_ceiling"]] + list(results["ssim_baselines"].values())
+    colours = ["tab:blue", "tab:green"] + ["tab:gray"] * len(results["ssim_baselines"])
+    left.barh(names[::-1], values[::-1], color=colours[::-1])
+    left.set_xlabel("SSIM of category mean maps (z-scored, held-out runs)")
+    left.set_xlim(0, 1)
+    distributions = results["ssim_per_sample_distribution"]
+    bins = np.linspace(-0.2, 1, 40)
+    right.hist(distributions["ceiling"], bins=bins, alpha=0.6, label="real training volumes (ceiling)", color="tab:green")
+    right.hist(distributions["synthetic"], bins=bins, alpha=0.6, label="synthetic volumes", color="tab:blue")
+    for name, value in results["ssim_per_sample_baselines"].items():
+        right.axvline(value, color="k", ls=":", lw=1)
+        right.text(value, right.get_ylim()[1] * 0.9, name.replace("_", " "), rotation=90, fontsize=7, va="top")
+    right.set_xlabel("SSIM with the nearest held-out real volume of the same category")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

@@ -1,0 +1,11 @@
+"""evaluate_ssim: fidelity of the synthetic fMRI of one subject."""
+
+from modalmerge.evaluation import evaluate_subject
+from modalmerge.workflow_support import setup_logging
+
+log = setup_logging(snakemake.log[0])  # noqa: F821
+params = snakemake.params.evaluate  # noqa: F821
+summary = evaluate_subject(snakemake.input.volumes, snakemake.input.synthetic,  # noqa: F821
+                           dict(snakemake.output.items()), seed=params["seed"],  # noqa: F821
+                           n_permutations=params["n_permutations"])
+log.info("fidelity: %s", summary)
