@@ -11,6 +11,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/evaluate.smk"
+include: "rules/decode.smk"
 
 
 rule all:
@@ -18,4 +19,5 @@ rule all:
         expand(rules.mask_and_normalize.output.volumes, subject=SUBJECTS),
         expand(rules.sample.output.summary, subject=SUBJECTS),
         expand(rules.evaluate_ssim.output.json, subject=SUBJECTS),
+        expand(rules.decode.output.json, subject=SUBJECTS),
     default_target: True

@@ -64,3 +64,44 @@ def plot_ssim_distributions(results: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
+
+
+def plot_decoding_accuracy(results: dict, path) -> None:
+    """Held-out accuracy of every decoder with chance and the 95th percentile of its permutation null."""
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
+    accuracy = [results[n]["accuracy"] for n in names]
+    spread = [np.std(results[n]["fold_scores"]) for n in names]
+    ax.barh(names, accuracy, xerr=spread, color=["tab:orange" if n.startswith("diffusion") else "tab:blue" for n in names])
+    for i, n in enumerate(names):
+        null = results[n].get("null_accuracies") or []
+        if null:
+            ax.plot([np.percentile(null, 95)] * 2, [i - 0.4, i + 0.4], color="k", lw=1.5)
+        ax.text(accuracy[i] + 0.01, i, f"{accuracy[i]:.2f} (p={results[n]['p_value']:.3f})", va="center", fontsize=7)
+    ax.axvline(results[names[0]]["chance"], color="red", ls="--", lw=1, label="chance")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy on the held-out runs (bars: spread over runs; black tick: 95th pct of the permutation null)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_confusion_matrices(results: dict, class_names, path) -> None:
+    names = list(results)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    labels = [str(c)[:5] for c in class_names[: len(results[names[0]]["confusion_matrix"])]]
+    for ax, name in zip(axes.flat, names):
+        matrix = np.array(results[name]["confusion_matrix"], float)
+        matrix = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+        ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(f"{name}\n(rows: true, columns: predicted)", fontsize=7)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

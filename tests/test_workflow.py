@@ -25,6 +25,7 @@ def tiny_config() -> dict:
     config["train"].update(steps=4, batch_size=2, log_every=2, eval_every=4, checkpoint_every=2, warmup_steps=1)
     config["sample"].update(steps=3, clips_per_category=1, snapshot_every=1)
     config["evaluate"].update(n_permutations=20)
+    config["decode"].update(n_permutations=5, n_permutations_slow=1, diffusion_pairs=1, augmentation_fractions=[0.0, 1.0])
     return config
 
 
@@ -75,7 +76,14 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
                 "c2st_accuracy", "mmd", "tstr_accuracy", "trtr_accuracy", "memorisation"):
         assert key in fidelity, key
     assert fidelity["protocol"]["test_runs"] == [10, 11, 12]
-    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim"):
+    decoding = json.loads((workflow_dir / "results/decode/sub001/decoding.json").read_text())["decoders"]
+    assert {"linear_svm", "logistic_regression", "linear_svm_block_averaged", "nilearn_decoder",
+            "diffusion_classifier", "diffusion_encoder_features", "diffusion_augmented_svm"} <= set(decoding)
+    for name, entry in decoding.items():
+        for key in ("accuracy", "balanced_accuracy", "chance", "p_value", "fold_scores"):
+            assert key in entry, (name, key)
+    assert decoding["linear_svm"]["accuracy"] > 0.45  # real signal in the slice data, tiny model or not
+    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode"):
         assert (workflow_dir / f"results/logs/{rule}/sub001.log").exists()
         assert (workflow_dir / f"results/benchmarks/{rule}/sub001.tsv").exists()
 

@@ -1,0 +1,37 @@
+# Decoding: which of 8 categories was seen, classical baselines beside diffusion-based decoders.
+
+
+rule decode:
+    """Held-out-run decoding (and leave-one-run-out) with permutation tests."""
+    input:
+        volumes=rules.mask_and_normalize.output.volumes,
+        model=rules.train_diffusion.output.model,
+        synthetic=rules.sample.output.npz,
+    output:
+        json="results/decode/{subject}/decoding.json",
+        confusion="results/decode/{subject}/confusion_matrices.npz",
+        table="results/decode/{subject}/decoding.tsv",
+        figure=report(
+            "results/decode/{subject}/decoding_accuracy.png",
+            caption="../report/decoding_accuracy.rst",
+            category="Decoding",
+            labels={"subject": "{subject}", "figure": "accuracy"},
+        ),
+        figure_confusion=report(
+            "results/decode/{subject}/confusion_matrices.png",
+            caption="../report/confusion_matrices.rst",
+            category="Decoding",
+            labels={"subject": "{subject}", "figure": "confusion matrices"},
+        ),
+    params:
+        decode=config["decode"],
+        device=config["train"]["device"],
+    threads: 2
+    conda:
+        "../environment.yml"
+    log:
+        "results/logs/decode/{subject}.log",
+    benchmark:
+        "results/benchmarks/decode/{subject}.tsv"
+    script:
+        "../workflow_scripts/decode.py"

@@ -1,0 +1,123 @@
+"""Decoders on tiny data with a planted category signal; shuffled labels; a split that never leaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.svm import LinearSVC
+
+from modalmerge.decoding import (DiffusionClassifier, block_average, block_clips, heldout_split_decoding,
+                                 leave_one_run_out, shuffle_within_runs, stimulus_blocks)
+from modalmerge.diffusion import GaussianDiffusion
+from modalmerge.schedulers import Scheduler
+
+CATEGORIES = list(range(8))
+
+
+def planted(n_runs=6, per_category=6, n_voxels=40, strength=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    patterns = rng.normal(size=(8, n_voxels))
+    X, y, runs = [], [], []
+    for run in range(1, n_runs + 1):
+        for c in CATEGORIES:
+            for _ in range(per_category):
+                X.append(strength * patterns[c] + rng.normal(size=n_voxels))
+                y.append(c)
+                runs.append(run)
+    return np.array(X), np.array(y), np.array(runs)
+
+
+def test_planted_signal_is_decoded_above_chance_with_a_small_p_value():
+    X, y, runs = planted()
+    result = heldout_split_decoding(LinearSVC(C=0.01), X, y, runs, [1, 2, 3, 4], [5, 6], CATEGORIES, 50, 0)
+    assert result["accuracy"] > 0.6
+    assert result["p_value"] < 0.05 and result["p_value"] == pytest.approx(1 / 51)
+    assert result["chance"] == pytest.approx(1 / 8)
+    assert len(result["fold_scores"]) == 2 and result["fold_runs"] == [5, 6]
+    assert np.array(result["confusion_matrix"]).sum() == 2 * 8 * 6
+
+
+def test_shuffled_labels_fall_to_chance_with_a_large_p_value():
+    X, y, runs = planted()
+    shuffled = shuffle_within_runs(y, runs, np.random.default_rng(1))
+    result = heldout_split_decoding(LinearSVC(C=0.01), X, shuffled, runs, [1, 2, 3, 4], [5, 6], CATEGORIES, 50, 0)
+    assert result["accuracy"] < 0.3
+    assert result["p_value"] > 0.05
+
+
+def test_shuffling_within_runs_keeps_each_runs_label_counts():
+    y = np.repeat(np.arange(4), 5)
+    runs = np.tile([1, 2], 10)
+    shuffled = shuffle_within_runs(y, runs, np.random.default_rng(0))
+    for run in (1, 2):
+        assert sorted(shuffled[runs == run]) == sorted(y[runs == run])
+
+
+class SpyEstimator(LinearSVC):
+    """Records the rows it was fitted on, to assert on the indices the split used."""
+
+    seen: list = []
+
+    def fit(self, X, y):
+        SpyEstimator.seen.append(X[:, -1].copy())
+        return super().fit(X[:, :-1], y)
+
+    def predict(self, X):
+        return super().predict(X[:, :-1])
+
+
+def test_the_split_never_puts_a_held_out_run_into_training():
+    X, y, runs = planted()
+    tagged = np.column_stack([X, runs])  # last column carries the run of each row
+    SpyEstimator.seen = []
+    heldout_split_decoding(SpyEstimator(C=0.01), tagged, y, runs, [1, 2, 3, 4], [5, 6], CATEGORIES, 3, 0)
+    assert len(SpyEstimator.seen) == 4
+    for fitted_runs in SpyEstimator.seen:
+        assert set(fitted_runs) == {1, 2, 3, 4}
+    SpyEstimator.seen = []
+    leave_one_run_out(SpyEstimator(C=0.01), tagged, y, runs, CATEGORIES)
+    assert sorted(len(set(r)) for r in SpyEstimator.seen) == [5] * 6
+    assert all(len({1, 2, 3, 4, 5, 6} - set(r)) == 1 for r in SpyEstimator.seen)
+
+
+def test_block_average_gives_one_row_per_block():
+    X = np.arange(12, dtype=float)[:, None]
+    labels = np.array([0, 0, 1, 1, 1, 0, 2, 2, 2, 2, 3, 3])
+    runs = np.array([1] * 6 + [2] * 6)
+    Xb, yb, rb = block_average(X, labels, runs)
+    assert yb.tolist() == [0, 1, 0, 2, 3] and rb.tolist() == [1, 1, 1, 2, 2]
+    assert Xb[:, 0].tolist() == [0.5, 3.0, 5.0, 7.5, 10.5]
+
+
+class TemplateDenoiser(torch.nn.Module):
+    """Predicts the noise exactly if the clean clip is the template of the given label."""
+
+    def __init__(self, templates: torch.Tensor, scheduler: Scheduler):
+        super().__init__()
+        self.templates = templates  # (n_labels, x, y, z)
+        self.scheduler = scheduler
+        self.null_label = len(templates)
+
+    def forward(self, x_t, t, labels):
+        abar = self.scheduler.alphas_cumprod[t].float().reshape(-1, 1, 1, 1, 1)
+        x0 = self.templates[labels]
+        return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+
+def test_diffusion_classifier_picks_the_category_that_denoises_best():
+    rng = np.random.default_rng(0)
+    grid = (5, 4, 1)
+    templates = torch.as_tensor(rng.normal(size=(9, *grid)), dtype=torch.float32)
+    templates[8] = 0  # rest
+    scheduler = Scheduler(1000)
+    diffusion = GaussianDiffusion(TemplateDenoiser(templates, scheduler), scheduler, torch.ones(grid))
+    label_ids = np.array([8, 8, 3, 3, 3, 8, 8, 5, 5, 5, 8, 8] * 2)
+    runs = np.repeat([1, 2], 12)
+    X = templates[label_ids].numpy() + 0.1 * rng.normal(size=(24, *grid)).astype(np.float32)
+    blocks = stimulus_blocks(label_ids, runs, rest_id=8)
+    assert [b[3] for b in blocks] == [3, 5, 3, 5]
+    clips, design, target = block_clips(X, label_ids, runs, blocks, clip_length=4, rest_id=8)
+    assert target.sum(1).tolist() == [3, 3, 3, 3]
+    classifier = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=4, batch_size=16).fit()
+    assert classifier.predict_blocks(clips, design, target).tolist() == [3, 5, 3, 5]
