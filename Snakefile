@@ -12,6 +12,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/evaluate.smk"
 include: "rules/decode.smk"
+include: "rules/anomalies.smk"
 
 
 rule all:
@@ -20,4 +21,5 @@ rule all:
         expand(rules.sample.output.summary, subject=SUBJECTS),
         expand(rules.evaluate_ssim.output.json, subject=SUBJECTS),
         expand(rules.decode.output.json, subject=SUBJECTS),
+        expand(rules.score_auc.output.json, subject=SUBJECTS),
     default_target: True

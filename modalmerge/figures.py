@@ -105,3 +105,67 @@ def plot_confusion_matrices(results: dict, class_names, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
+
+
+def plot_roc_curves(results: dict, path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, entry in results.items():
+        style = dict(lw=2.5, color="tab:orange") if name == "diffusion" else dict(lw=1)
+        ax.plot(entry["roc"]["fpr"], entry["roc"]["tpr"], label=f"{name} ({entry['auroc']:.2f})", **style)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("All anomaly types at their default strength", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_auroc_vs_strength(results: dict, path) -> None:
+    kinds = list(next(iter(results.values()))["by_strength"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3 * len(kinds), 3), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for name, entry in results.items():
+            by = entry["by_strength"].get(kind, {})
+            xs = [float(s) for s in by]
+            style = dict(lw=2.5, color="tab:orange") if name == "diffusion" else dict(lw=1, alpha=0.7)
+            ax.plot(xs, [by[s]["auroc"] for s in by], marker="o", ms=3, label=name, **style)
+        ax.set_title(kind, fontsize=9)
+        ax.set_xlabel("strength")
+        ax.set_ylim(0.3, 1.02)
+        ax.axhline(0.5, color="k", ls=":", lw=1)
+    axes[0, 0].set_ylabel("clip AUROC")
+    axes[0, -1].legend(fontsize=5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_anomaly_examples(injected: dict, mask, score_maps, default_strengths: dict, path) -> None:
+    """Per type: the injected frame, its ground-truth mask, and the diffusion detector's score map."""
+    kinds = [k for k in default_strengths if (injected["types"] == k).any()]
+    columns = 3 if score_maps is not None else 2
+    fig, axes = plt.subplots(len(kinds), columns, figsize=(2.6 * columns, 1.9 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        index = np.flatnonzero((injected["types"] == kind) & (injected["strengths"] == default_strengths[kind]))[0]
+        truth = injected["masks"][index]
+        frame = int(truth.reshape(len(truth), -1).sum(1).argmax())
+        images = [injected["clips"][index, frame] * mask, truth[frame].astype(float)]
+        titles = ["injected volume (z)", "ground truth"]
+        if score_maps is not None:
+            images.append(score_maps[index, frame])
+            titles.append("diffusion score map")
+        for col, (image, title) in enumerate(zip(images, titles)):
+            view = orthogonal_slices(image)[0]
+            ax = axes[row, col]
+            ax.imshow(view, cmap="gray" if col == 1 else "RdBu_r" if col == 0 else "magma", origin="lower",
+                      vmin=None if col else -4, vmax=None if col else 4, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+        axes[row, 0].set_ylabel(f"{kind}\n({default_strengths[kind]:g})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

@@ -188,3 +188,13 @@ def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, et
         sampler.set_timesteps(steps or 50)
         return sampler
     raise ValueError(f"sampler must be one of ddpm, ddim; got {name!r}.")
+
+
+def ddim_from(scheduler: Scheduler, timesteps: list[int], eta: float = 0.0) -> DDIMScheduler:
+    """A DDIM sampler sharing ``scheduler``'s schedule, over an explicit descending list of timesteps
+    (e.g. a partial reverse process that starts from t < T)."""
+    sampler = DDIMScheduler.__new__(DDIMScheduler)
+    sampler.__dict__.update(scheduler.__dict__)
+    sampler.eta = eta
+    sampler.timesteps = torch.tensor(sorted(timesteps, reverse=True), dtype=torch.long)
+    return sampler

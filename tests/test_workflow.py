@@ -25,6 +25,9 @@ def tiny_config() -> dict:
     config["train"].update(steps=4, batch_size=2, log_every=2, eval_every=4, checkpoint_every=2, warmup_steps=1)
     config["sample"].update(steps=3, clips_per_category=1, snapshot_every=1)
     config["evaluate"].update(n_permutations=20)
+    config["anomalies"]["strengths"] = {"blob": [3.0], "dropout": [1.0], "spike": [0.5, 2.0], "motion": [0.05],
+                                        "noise_burst": [1.5]}
+    config["anomalies"]["diffusion"].update(steps=1, n_draws=1, calibration_clips=4)
     config["decode"].update(n_permutations=5, n_permutations_slow=1, diffusion_pairs=1, augmentation_fractions=[0.0, 1.0])
     return config
 
@@ -83,7 +86,15 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
         for key in ("accuracy", "balanced_accuracy", "chance", "p_value", "fold_scores"):
             assert key in entry, (name, key)
     assert decoding["linear_svm"]["accuracy"] > 0.45  # real signal in the slice data, tiny model or not
-    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode"):
+    auc = json.loads((workflow_dir / "results/anomalies/sub001/auc.json").read_text())["detectors"]
+    assert "diffusion" in auc and "zscore_smoothed" in auc
+    for name, entry in auc.items():
+        assert 0 <= entry["auroc"] <= 1
+        assert {"blob", "dropout", "spike", "motion", "noise_burst"} <= set(entry["by_type"]), name
+    assert set(auc["diffusion"]["by_strength"]["spike"]) == {"0.5", "2"}
+    assert auc["zscore_global_mean"]["by_strength"]["spike"]["2"]["auroc"] > 0.9  # a 2-std global jump is obvious
+    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode",
+                 "inject_synthetic_anomalies", "score_auc"):
         assert (workflow_dir / f"results/logs/{rule}/sub001.log").exists()
         assert (workflow_dir / f"results/benchmarks/{rule}/sub001.tsv").exists()
 

@@ -1,0 +1,96 @@
+"""Anomaly injection (ground truth, held-out runs only, reproducible) and detector metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modalmerge.anomalies import ANOMALY_TYPES, AnomalyInjector, inject_anomalies
+from modalmerge.anomaly_detectors import VarianceDeficitDetector, ZScoreDetector
+from modalmerge.anomaly_evaluation import clip_metrics, evaluate_detector
+from modalmerge.preprocessing import PreparedData
+
+STRENGTHS = {"blob": [3.0], "dropout": [1.0], "spike": [0.5], "motion": [0.05], "noise_burst": [1.5]}
+DEFAULTS = {k: v[0] for k, v in STRENGTHS.items()}
+
+
+@pytest.fixture(scope="module")
+def data(prepared_slice) -> PreparedData:
+    return PreparedData.load(prepared_slice["volumes"], with_raw=True)
+
+
+@pytest.fixture(scope="module")
+def injected(data) -> dict:
+    return inject_anomalies(data.X, data.X_raw, data.runs, data.is_test, data.mask, 8, STRENGTHS, seed=0)
+
+
+def test_only_held_out_runs_are_injected(data, injected):
+    assert set(injected["clip_runs"]) == {10, 11, 12}
+    assert data.is_test[injected["clip_starts"]].all()
+    normals = injected["types"] == "none"
+    for clip, start in zip(injected["clips"][normals], injected["clip_starts"][normals]):
+        assert np.array_equal(clip, data.X[start:start + 8])
+
+
+@pytest.mark.parametrize("kind", ["blob", "dropout", "spike", "noise_burst"])
+def test_injection_changes_only_voxels_inside_the_truth_mask(injected, kind):
+    normals = injected["clips"][injected["types"] == "none"]
+    pick = np.flatnonzero(injected["types"] == kind)
+    for i in pick:
+        changed = injected["clips"][i] != normals[injected["source_clip"][i]]
+        assert changed.any()
+        assert not (changed & ~injected["masks"][i]).any()
+
+
+def test_motion_changes_only_the_documented_volumes(injected):
+    normals = injected["clips"][injected["types"] == "none"]
+    for i in np.flatnonzero(injected["types"] == "motion"):
+        changed_frames = (injected["clips"][i] != normals[injected["source_clip"][i]]).reshape(8, -1).any(1)
+        assert 1 <= changed_frames.sum() <= 3  # the ``duration`` shifted volumes
+        assert not injected["masks"][i][~changed_frames].any()
+
+
+def test_injection_is_reproducible_from_its_seed(data, injected):
+    again = inject_anomalies(data.X, data.X_raw, data.runs, data.is_test, data.mask, 8, STRENGTHS, seed=0)
+    assert np.array_equal(again["clips"], injected["clips"]) and np.array_equal(again["masks"], injected["masks"])
+    other = inject_anomalies(data.X, data.X_raw, data.runs, data.is_test, data.mask, 8, STRENGTHS, seed=1)
+    assert not np.array_equal(other["clips"], injected["clips"])
+
+
+def test_every_type_is_present_with_balanced_normals(injected):
+    assert set(injected["types"]) == set(ANOMALY_TYPES) | {"none"}
+    n_normal = (injected["types"] == "none").sum()
+    for kind in ANOMALY_TYPES:
+        assert (injected["types"] == kind).sum() == n_normal
+
+
+def test_unknown_type_is_reported(data):
+    with pytest.raises(ValueError, match="anomaly type must be one of"):
+        AnomalyInjector(data.mask).inject("fire", data.X[:8], 1.0, np.random.default_rng(0))
+
+
+def test_ground_truth_scores_auroc_one_and_random_scores_about_half():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    assert clip_metrics(labels.astype(float), labels)["auroc"] == 1.0
+    assert abs(clip_metrics(rng.random(2000), labels)["auroc"] - 0.5) < 0.05
+
+
+def test_an_oracle_voxel_map_gets_perfect_voxel_metrics(data, injected):
+    maps = injected["masks"].astype(float)
+    scores = maps.reshape(len(maps), -1).max(1) + 1e-3 * np.random.default_rng(0).random(len(maps))
+    entry = evaluate_detector(scores, maps, injected, data.mask, DEFAULTS, 0.05)
+    assert entry["auroc"] == pytest.approx(1.0, abs=1e-3)
+    assert entry["by_type"]["blob"]["voxel_auprc"] == pytest.approx(1.0)
+    assert entry["by_type"]["blob"]["dice_at_clean_threshold"] == pytest.approx(1.0)
+
+
+def test_dropout_fools_deviation_detectors_but_not_the_variance_deficit(data, injected):
+    train = ~data.is_test
+    train_clips = np.stack([data.X[np.flatnonzero(train)[i:i + 8]] for i in range(0, 900, 8)])
+    pick = np.isin(injected["types"], ["none", "dropout"])
+    labels = injected["labels"][pick]
+    zscore = ZScoreDetector(1.0).fit(train_clips, data.mask).score(injected["clips"][pick])[0]
+    deficit = VarianceDeficitDetector().fit(train_clips, data.mask).score(injected["clips"][pick])[0]
+    assert clip_metrics(zscore, labels)["auroc"] < 0.6
+    assert clip_metrics(deficit, labels)["auroc"] > 0.7
