@@ -13,13 +13,14 @@ include: "rules/model.smk"
 include: "rules/evaluate.smk"
 include: "rules/decode.smk"
 include: "rules/anomalies.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
-        expand(rules.mask_and_normalize.output.volumes, subject=SUBJECTS),
-        expand(rules.sample.output.summary, subject=SUBJECTS),
-        expand(rules.evaluate_ssim.output.json, subject=SUBJECTS),
-        expand(rules.decode.output.json, subject=SUBJECTS),
-        expand(rules.score_auc.output.json, subject=SUBJECTS),
+        rules.report_index.output.html,
     default_target: True
+
+
+onsuccess:
+    print("ModalMerge finished. Open the report: results/report/index.html")

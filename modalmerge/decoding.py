@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, recall_score
 from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.pipeline import make_pipeline
@@ -334,7 +334,10 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
         # (b) linear classifier on the denoiser's bottleneck features
         def encoder_probe():
             features = encoder_features(diffusion, data.X, data.runs, clip_length, seed=seed)[is_category]
-            probe = make_pipeline(StandardScaler(), LinearSVC(C=0.001, max_iter=5000))
+            # ridge: closed form, so the permutation refits on ~4k features take seconds (a LinearSVC
+            # probe took over 10 minutes to converge on shuffled labels); alpha chosen by efficient
+            # leave-one-out inside the training runs of each fit, never on held-out data
+            probe = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=np.logspace(1, 5, 9)))
             return heldout_split_decoding(probe, features, y, runs, train_runs, test_runs, categories, n_perm, seed)
         run("diffusion_encoder_features", encoder_probe)
 

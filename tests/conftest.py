@@ -75,3 +75,14 @@ def tiny_custom_study(tmp_path) -> dict:
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def workflow_dir(tmp_path_factory) -> Path:
+    """One tiny end-to-end run of the whole workflow (shared by the slow tests)."""
+    import yaml
+    from test_workflow import run_snakemake, tiny_config
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1")
+    return workdir

@@ -53,14 +53,6 @@ def planned_rules(workdir: Path) -> set[str]:
     return rules
 
 
-@pytest.fixture(scope="module")
-def workflow_dir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
-    run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1")
-    return workdir
-
-
 def test_workflow_writes_the_prepared_data(workflow_dir):
     import numpy as np
     prep = workflow_dir / "results/prep/sub001"
