@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CORES ?= 4
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv run test test-fast lint clean
+.PHONY: venv run test test-fast lint clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,7 @@ lint: venv
 
 clean:
 	rm -rf results .snakemake
+
+bench: venv
+	$(BIN)/pip install "monai==1.6.1" einops
+	$(BIN)/python bench/run_benchmarks.py
