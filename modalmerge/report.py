@@ -52,7 +52,11 @@ def img(b64: str | None, caption: str, alt: str) -> str:
 def fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
-    if isinstance(value, (int, float, np.floating)):
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}f}"
     return html.escape(str(value))
 
@@ -257,13 +261,16 @@ def build_report(inputs: dict, config: dict, out_html, out_summary) -> dict:
     if fidelity:
         rows.append(["SSIM (source: 0.82, no baseline given)",
                      f"{fidelity['ssim']:.3f} z-scored category-mean maps = {100 * fidelity['ssim_fraction_of_ceiling']:.0f} % of ceiling",
-                     fmt(fidelity["ssim_ceiling"]), f"grand mean {fidelity['ssim_baselines']['training_grand_mean']:.3f}",
+                     fmt(fidelity["ssim_ceiling"]),
+                     "strongest trivial: {} {:.3f}; grand mean {:.3f}".format(
+                         *max(fidelity["ssim_baselines"].items(), key=lambda kv: kv[1]),
+                         fidelity["ssim_baselines"]["training_grand_mean"]),
                      f"raw-intensity SSIM {fmt(fidelity.get('ssim_raw_intensity'))} (uninformative, see fidelity)"])
         rows.append(["Category-specificity gap of SSIM", fmt(fidelity["category_specificity_gap"]),
                      fmt(fidelity["category_specificity_gap_ceiling"]), "0 for any category-blind generator", ""])
     if decoding:
         h = summary["decoding"]
-        rows.append(["8-way decoding (source: 78 %)",
+        rows.append(["8-way decoding (source: 78 %; held-out runs, block or volume units as named)",
                      f"best diffusion-based: {h.get('best_diffusion', '–')} {fmt(h.get('best_diffusion_accuracy'))} (p={fmt(h.get('best_diffusion_p_value'))})",
                      "–", f"best classical: {h['best_classical']} {h['best_classical_accuracy']:.3f} (p={fmt(h['best_classical_p_value'])})",
                      f"chance {h['chance']:.3f}"])
