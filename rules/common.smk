@@ -11,3 +11,43 @@ SUBJECTS = config["subjects"]
 
 wildcard_constraints:
     subject="|".join(SUBJECTS),
+
+
+# Input functions of the report rule (evaluated when the DAG is built, after every rule exists).
+def report_inputs(wildcards):
+    """Outputs of the stages switched on in config (the report marks the others as not run)."""
+    subject = wildcards.subject
+    prep = rules.mask_and_normalize.output
+    inputs = {
+        "mean": prep.mean.format(subject=subject),
+        "mask": prep.mask.format(subject=subject),
+        "table": prep.table.format(subject=subject),
+        "volumes": prep.volumes.format(subject=subject),
+        "split": prep.split.format(subject=subject),
+        "training_summary": rules.train_diffusion.output.summary.format(subject=subject),
+        "training_log": rules.train_diffusion.output.log_tsv.format(subject=subject),
+        "sampling_summary": rules.sample.output.summary.format(subject=subject),
+        "snapshots": rules.sample.output.snapshots.format(subject=subject),
+        "attention_nifti": rules.sample.output.attention_nifti.format(subject=subject),
+        "attention_temporal": rules.sample.output.attention_temporal.format(subject=subject),
+    }
+    if config["stages"]["evaluate_ssim"]:
+        inputs["fidelity"] = rules.evaluate_ssim.output.json.format(subject=subject)
+        inputs["figure_slices"] = rules.evaluate_ssim.output.figure_slices.format(subject=subject)
+        inputs["figure_ssim"] = rules.evaluate_ssim.output.figure_ssim.format(subject=subject)
+    if config["stages"]["decode"]:
+        inputs["decoding"] = rules.decode.output.json.format(subject=subject)
+        inputs["figure_decoding"] = rules.decode.output.figure.format(subject=subject)
+        inputs["figure_confusion"] = rules.decode.output.figure_confusion.format(subject=subject)
+    if config["stages"]["anomalies"]:
+        inputs["auc"] = rules.score_auc.output.json.format(subject=subject)
+        inputs["figure_roc"] = rules.score_auc.output.figure_roc.format(subject=subject)
+        inputs["figure_strength"] = rules.score_auc.output.figure_strength.format(subject=subject)
+        inputs["figure_examples"] = rules.score_auc.output.figure_examples.format(subject=subject)
+    return inputs
+
+
+def benchmark_files(wildcards):
+    stages = ["fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode",
+              "inject_synthetic_anomalies", "score_auc"]
+    return [f"results/benchmarks/{stage}/{wildcards.subject}.tsv" for stage in stages]

@@ -77,3 +77,11 @@ def test_switched_off_stages_are_marked_not_run(workflow_dir, tmp_path):
     for section in SECTIONS:
         assert f'id="{section}"' in page
     assert not (tmp_path / "results/decode").exists()
+
+
+def test_snakemakes_own_report_builds(workflow_dir):
+    from test_workflow import run_snakemake
+    run_snakemake(workflow_dir, "--report", str(workflow_dir / "snakemake_report.html"))
+    page = (workflow_dir / "snakemake_report.html").read_text(errors="ignore")
+    for category in ("Fidelity", "Decoding", "Anomalies", "Report"):
+        assert category in page, category
