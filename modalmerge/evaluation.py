@@ -27,6 +27,12 @@ RAW_SSIM_NOTE = ("Raw-intensity SSIM compares images dominated by the static EPI
                  "compare with the 0.82 claim.")
 
 
+def contiguous_segments(design_run: np.ndarray) -> np.ndarray:
+    """One id per synthetic run: synthetic runs are stored one after another, so a new run starts
+    wherever the design run changes (also when the same design is generated twice in a row)."""
+    return np.cumsum(np.r_[True, design_run[1:] != design_run[:-1]])
+
+
 def linear_decoder():
     """The classical decoder used for category fidelity and TSTR (LinearSVC, C=0.01)."""
     return LinearSVC(C=0.01, max_iter=5000)
@@ -141,7 +147,7 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     results["connectivity_similarity"] = F.connectivity_similarity(X_syn, X_test, mask)
     results["connectivity_similarity_ceiling"] = F.connectivity_similarity(X_train, X_test, mask)
     results["temporal_autocorrelation"] = {
-        "synthetic": F.temporal_autocorrelation(X_syn, synthetic["design_run"] + 1000 * synthetic.get("repeat", 0), mask),
+        "synthetic": F.temporal_autocorrelation(X_syn, contiguous_segments(synthetic["design_run"]), mask),
         "heldout_real": F.temporal_autocorrelation(X_test, data.runs[test], mask),
     }
     A_syn, A_test, A_train = X_syn[:, mask], X_test[:, mask], X_train[:, mask]
@@ -217,8 +223,6 @@ def evaluate_subject(volumes_path, synthetic_path, out: dict, seed: int = 0, n_p
     with np.load(synthetic_path) as npz:
         synthetic = {k: npz[k] for k in ("X", "label_ids", "design_run")}
         synthetic["sampler"], synthetic["guidance_scale"] = str(npz["sampler"]), float(npz["guidance_scale"])
-        synthetic["repeat"] = np.repeat(np.arange(len(synthetic["X"]) // max((data.is_test).sum(), 1) + 1),
-                                        (data.is_test).sum())[:len(synthetic["X"])]
     results, table = evaluate_fidelity(data, synthetic, seed, n_permutations)
     with atomic_file(out["json"]) as tmp:
         tmp.write_text(json.dumps(results, indent=2))

@@ -1,5 +1,7 @@
 """decode: every decoder of one subject on the held-out runs."""
 
+import numpy as np
+
 from modalmerge.decoding import decode_subject, write_decoding_outputs
 from modalmerge.workflow_support import setup_logging
 
@@ -12,8 +14,7 @@ results, timings = decode_subject(
     snakemake.input.synthetic,  # noqa: F821
     params, device=snakemake.params.device, threads=snakemake.threads,  # noqa: F821
 )
-import numpy as np  # noqa: E402
-
-class_names = np.load(snakemake.input.volumes)["class_names"][:-1]  # noqa: F821
+with np.load(snakemake.input.volumes) as volumes:  # noqa: F821
+    class_names = volumes["class_names"][:-1]  # the last class is rest
 write_decoding_outputs(results, timings, class_names, dict(snakemake.output.items()))  # noqa: F821
 log.info("decoded: %s", {k: round(v["accuracy"], 3) for k, v in results.items()})
