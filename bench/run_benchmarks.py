@@ -77,32 +77,41 @@ def scaling_section() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sampling_section(checkpoint: Path) -> pd.DataFrame:
+def sampling_section(checkpoint: Path, device: str = "cpu", ddpm_batches=(1,)) -> pd.DataFrame:
     from modalmerge.sampling import load_diffusion
     from modalmerge.schedulers import make_sampler
     from modalmerge.training import scheduler_kwargs
     torch.set_num_threads(2)
-    diffusion, meta = load_diffusion(checkpoint)
+    diffusion, meta = load_diffusion(checkpoint, torch.device(device))
     kwargs = scheduler_kwargs(meta["config"]["diffusion"])
     rows = []
     for batch in (1, 16):
-        labels = torch.randint(0, 8, (batch, meta["config"]["model"]["clip_length"]))
+        labels = torch.randint(0, 8, (batch, meta["config"]["model"]["clip_length"]), device=device)
         for name, steps in [("ddim", 25), ("ddim", 50), ("ddim", 100), ("ddpm", 1000)]:
-            if name == "ddpm" and batch > 1:
+            if name == "ddpm" and batch not in ddpm_batches:
                 continue  # 1000 steps at batch 16 would take most of an hour on 2 cores
             # eta 0 (deterministic DDIM): eta does not change the cost; sample_std shows why the
             # pipeline samples with eta 1 (eta 0 over-disperses with this model)
             sampler = make_sampler(name, kwargs, steps if name == "ddim" else None)
+            generator = torch.Generator(device=device).manual_seed(0)
+            _synchronize(device)
             started = time.perf_counter()
-            samples, _ = diffusion.sample(sampler, labels, 1.0, torch.Generator().manual_seed(0))
+            samples, _ = diffusion.sample(sampler, labels, 1.0, generator)
+            _synchronize(device)
             seconds = time.perf_counter() - started
             inside = samples[..., diffusion.mask.bool()]
-            rows.append({"sampler": f"{name}-{steps}", "batch_clips": batch, "s_per_clip": round(seconds / batch, 3),
-                         "s_per_volume": round(seconds / batch / labels.shape[1], 4), "sample_std": round(float(inside.std()), 3)})
+            rows.append({"sampler": f"{name}-{steps}", "batch_clips": batch, "device": device,
+                         "s_per_clip": round(seconds / batch, 4),
+                         "s_per_volume": round(seconds / batch / labels.shape[1], 5), "sample_std": round(float(inside.std()), 3)})
     table = pd.DataFrame(rows)
-    ddpm = table[(table.sampler == "ddpm-1000")]["s_per_clip"].iloc[0]
-    table["speedup_vs_ddpm1000"] = (ddpm / table["s_per_clip"]).round(1)
+    ddpm = table[(table.sampler == "ddpm-1000")].set_index("batch_clips")["s_per_clip"]
+    table["speedup_vs_ddpm1000"] = [round(ddpm.get(b, ddpm.iloc[0]) / s, 1) for b, s in zip(table.batch_clips, table.s_per_clip)]
     return table
+
+
+def _synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def main():

@@ -6,12 +6,24 @@ The network (``model/``), the schedule and samplers (``schedulers.py``) and the 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from .schedulers import PredictionType, Scheduler
+
+
+class TrainingDraws(NamedTuple):
+    """Timesteps ``t`` (B,), noise (B, T, x, y, z) and label-drop flags (B,) of one training step."""
+
+    t: torch.Tensor
+    noise: torch.Tensor
+    drop: torch.Tensor
+
+    def part(self, clips: slice) -> "TrainingDraws":
+        """The draws of a contiguous range of clips (one data-parallel rank's share)."""
+        return TrainingDraws(self.t[clips], self.noise[clips], self.drop[clips])
 
 
 class GaussianDiffusion(nn.Module):
@@ -44,11 +56,21 @@ class GaussianDiffusion(nn.Module):
     def null_label(self) -> int:
         return self.network.null_label
 
-    def drop_labels(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Replace whole clips' labels by the null label with probability ``label_dropout``."""
-        if self.label_dropout == 0:
-            return labels
-        drop = torch.rand(labels.shape[0], generator=generator, device=labels.device) < self.label_dropout
+    def training_draws(self, n_clips: int, clip_shape, generator: torch.Generator | None = None,
+                       device: torch.device | str = "cpu") -> "TrainingDraws":
+        """The random part of one training step for ``n_clips`` clips: timesteps, noise, label drops.
+
+        Drawn apart from the loss so that data-parallel ranks can draw the global batch's values
+        from one seeded generator and each take its own slice (same numbers as one process).
+        """
+        t = torch.randint(0, self.scheduler.n_train_steps, (n_clips,), generator=generator, device=device)
+        noise = torch.randn((n_clips, *clip_shape), generator=generator, device=device)
+        drop = (torch.rand(n_clips, generator=generator, device=device) < self.label_dropout
+                if self.label_dropout > 0 else torch.zeros(n_clips, dtype=torch.bool, device=device))
+        return TrainingDraws(t, noise, drop)
+
+    def drop_labels(self, labels: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """Replace the labels of the clips where ``drop`` is true by the null label."""
         return torch.where(drop[:, None], torch.full_like(labels, self.null_label), labels)
 
     def loss_per_clip(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -65,12 +87,16 @@ class GaussianDiffusion(nn.Module):
             per_clip = per_clip * weight
         return per_clip
 
-    def forward(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training loss of a batch of clean clips ``x0`` (B, T, x, y, z) with labels (B, T)."""
-        t = torch.randint(0, self.scheduler.n_train_steps, (x0.shape[0],), generator=generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
-        labels = self.drop_labels(labels, generator)
-        return self.loss_per_clip(x0, labels, t, noise).mean()
+    def forward(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None,
+                draws: "TrainingDraws | None" = None) -> torch.Tensor:
+        """Training loss of a batch of clean clips ``x0`` (B, T, x, y, z) with labels (B, T).
+
+        ``draws`` (timesteps, noise, label drops) are drawn from ``generator`` when not given.
+        """
+        if draws is None:
+            draws = self.training_draws(x0.shape[0], x0.shape[1:], generator, x0.device)
+        labels = self.drop_labels(labels, draws.drop)
+        return self.loss_per_clip(x0, labels, draws.t, draws.noise).mean()
 
     def guided_output(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
         """Classifier-free guidance: uncond + s * (cond - uncond).

@@ -17,6 +17,8 @@ import torch
 from tqdm import tqdm
 
 from .diffusion import GaussianDiffusion
+from .distributed import (DistributedContext, context_from_environment, launch_torchrun, resolve_processes,
+                          start_process_group, stop_process_group)
 from .errors import ModalMergeInputError
 from .model import SpatioTemporalDenoiser
 from .preprocessing import PreparedData
@@ -100,13 +102,21 @@ class ExponentialMovingAverage:
     def update(self, network: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for ema_p, p in zip(self.shadow.parameters(), network.parameters()):
-            ema_p.lerp_(p.detach(), 1 - decay)
+        # one fused call over all tensors (a Python loop of per-parameter kernels was measured to
+        # dominate small GPU steps)
+        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in network.parameters()], 1 - decay)
         for ema_b, b in zip(self.shadow.buffers(), network.buffers()):
             ema_b.copy_(b)
 
 
+# keys that change how training is run, not what it computes: a checkpoint resumes across them
+NON_NUMERIC_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every")
+
+
 def config_fingerprint(config: dict) -> str:
+    config = copy.deepcopy(config)
+    for key in NON_NUMERIC_TRAIN_KEYS:
+        config.get("train", {}).pop(key, None)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -161,21 +171,33 @@ class Trainer:
 
     ``checkpoint_path`` is the rolling checkpoint written every ``checkpoint_every`` steps (it is
     not a workflow output, so a killed job keeps it); ``final_path`` gets the finished model.
+
+    Data-parallel (``context.world_size`` > 1, under torchrun): every rank draws the same global
+    batch, timesteps and noise from the shared seed and trains on its own contiguous share; DDP
+    averages the gradients, so the step is the one-process step with the same global batch. Rank
+    0 alone evaluates and writes.
     """
 
     def __init__(self, diffusion: GaussianDiffusion, clips: np.ndarray, clip_labels: np.ndarray,
                  train_config: dict, checkpoint_path: str | Path, metadata: dict,
                  heldout: tuple[np.ndarray, np.ndarray] | None = None, device: torch.device | None = None,
-                 progress: bool = True):
+                 progress: bool = True, context: DistributedContext | None = None):
         self.device = device or torch.device("cpu")
+        self.context = context or DistributedContext()
+        self.shard = self.context.shard(train_config["batch_size"])
         self.diffusion = diffusion.to(self.device)
+        self.model = self.diffusion
+        if self.context.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.model = DistributedDataParallel(
+                self.diffusion, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.clips = torch.as_tensor(clips)
         self.clip_labels = torch.as_tensor(clip_labels, dtype=torch.long)
         self.config = train_config
         self.checkpoint_path = Path(checkpoint_path)
         self.metadata = metadata
         self.heldout = None if heldout is None else (torch.as_tensor(heldout[0]), torch.as_tensor(heldout[1], dtype=torch.long))
-        self.progress = progress
+        self.progress = progress and self.context.is_main
         self.optimizer = torch.optim.AdamW(diffusion.network.parameters(), lr=train_config["learning_rate"],
                                            weight_decay=train_config["weight_decay"])
         self.ema = ExponentialMovingAverage(diffusion.network, train_config["ema_decay"])
@@ -243,7 +265,7 @@ class Trainer:
         cfg = self.config
         self.try_resume()
         self.diffusion.train()
-        write_log = _TrainingLog(log_path, self.log_rows)
+        write_log = _TrainingLog(log_path if self.context.is_main else None, self.log_rows)
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         running, count = 0.0, 0
@@ -253,28 +275,35 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             pick = torch.randint(0, len(self.clips), (cfg["batch_size"],), generator=self.sample_generator)
+            draws = self.diffusion.training_draws(len(pick), self.clips.shape[1:], self.generator, self.device)
+            pick, draws = pick[self.shard], draws.part(self.shard)
             x0 = self.clips[pick].to(self.device, non_blocking=True)
             labels = self.clip_labels[pick].to(self.device)
             with amp:
-                loss = self.diffusion(x0, labels, generator=self.generator)
+                loss = self.model(x0, labels, draws=draws)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.diffusion.network.parameters(), cfg["grad_clip"])
             self.optimizer.step()
             self.ema.update(self.diffusion.network)
             self.step += 1
-            self.elapsed += time.perf_counter() - started
-            running += loss.item()
+            running = running + loss.detach().float()  # stays on the device: no sync per step
             count += 1
+            log_now = self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]
+            if log_now and self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # so wall_time_s counts the queued GPU work
+            self.elapsed += time.perf_counter() - started
             bar.update(1)
-            if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]:
-                heldout = self.heldout_loss() if self.step % cfg["eval_every"] == 0 or self.step == cfg["steps"] else float("nan")
-                row = [self.step, running / count, heldout, lr, round(self.elapsed, 3)]
+            if log_now:
+                evaluate = self.context.is_main and (self.step % cfg["eval_every"] == 0 or self.step == cfg["steps"])
+                heldout = self.heldout_loss() if evaluate else float("nan")
+                mean_loss = self.context.mean(running / count)  # over all ranks: the global batch's loss
+                row = [self.step, mean_loss, heldout, lr, round(self.elapsed, 3)]
                 self.log_rows.append(row)
                 write_log.append(row)
-                bar.set_postfix(loss=f"{running / count:.3f}")
+                bar.set_postfix(loss=f"{mean_loss:.3f}")
                 running, count = 0.0, 0
-            if self.step % cfg["checkpoint_every"] == 0 or self.step == cfg["steps"]:
+            if self.context.is_main and (self.step % cfg["checkpoint_every"] == 0 or self.step == cfg["steps"]):
                 save_checkpoint_atomic(self.state_dict(), self.checkpoint_path)
         bar.close()
         return {"steps": self.step, "train_time_s": self.elapsed,
@@ -309,8 +338,27 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
     """train-diffusion for one subject: clips of the training runs only; write ``out`` paths.
 
     ``out`` keys: ``model`` (final checkpoint), ``log`` (training_log.tsv), ``summary`` (JSON),
-    ``checkpoint`` (rolling checkpoint, not a workflow output).
+    ``checkpoint`` (rolling checkpoint, not a workflow output). With ``train.processes`` above 1
+    this starts torchrun and waits for it (see :mod:`modalmerge.distributed`); under torchrun each
+    rank runs this function and rank 0 writes.
     """
+    train_cfg = config["train"]
+    context = context_from_environment()
+    if not context.enabled:
+        processes = resolve_processes(train_cfg.get("processes", 1), choose_device(train_cfg["device"]))
+        if processes > 1:
+            DistributedContext(world_size=processes).shard(train_cfg["batch_size"])  # fail before starting
+            return launch_torchrun(processes, volumes_path, split_path, config, out, usable_threads(threads))
+    device = context.device(choose_device(train_cfg["device"]))
+    start_process_group(context, device)
+    try:
+        return _train(volumes_path, split_path, config, out, threads, progress, context, device)
+    finally:
+        stop_process_group()
+
+
+def _train(volumes_path, split_path, config: dict, out: dict, threads: int, progress: bool,
+           context: DistributedContext, device: torch.device) -> dict:
     from .preprocessing import RunSplit
 
     torch.set_num_threads(usable_threads(threads))
@@ -322,7 +370,6 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
         raise ModalMergeInputError(f"{split_path}: runs {sorted(set(split.test_runs) & set(split.train_runs))} are both train and test.")
     clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, split.train_runs, model_cfg["clip_length"])
     heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
-    device = choose_device(train_cfg["device"])
     diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
                                 gradient_checkpointing=train_cfg["gradient_checkpointing"])
     metadata = {
@@ -332,10 +379,14 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
         "source_shape": data.source_shape.tolist(), "bbox_start": data.bbox_start.tolist(),
         "train_runs": split.train_runs, "test_runs": split.test_runs, "seed": train_cfg["seed"],
         "normalization": "per-run detrended z-scores (prep stage); mask in 'model' buffers",
+        "processes": context.world_size,
     }
     trainer = Trainer(diffusion, clips, clip_labels, train_cfg, out["checkpoint"], metadata,
-                      heldout=(heldout[0], heldout[1]), device=device, progress=progress)
+                      heldout=(heldout[0], heldout[1]), device=device, progress=progress, context=context)
     summary = trainer.train(out["log"])
+    if not context.is_main:
+        context.barrier()  # wait for rank 0 to write the outputs
+        return summary
     heldout_tensors = (torch.as_tensor(heldout[0]), torch.as_tensor(heldout[1], dtype=torch.long))
     timesteps, errors = heldout_denoising_error(trainer.ema_diffusion(), *heldout_tensors)
     _, raw_errors = heldout_denoising_error(diffusion, *heldout_tensors)
@@ -344,7 +395,8 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
     save_checkpoint_atomic(final, Path(out["model"]))
     n_params = sum(p.numel() for p in diffusion.network.parameters())
     summary.update({
-        "device": str(device), "threads": torch.get_num_threads(), "parameters": n_params,
+        "device": str(device), "threads": torch.get_num_threads(), "processes": context.world_size,
+        "parameters": n_params,
         "n_training_clips": int(len(clips)), "train_runs": split.train_runs, "test_runs": split.test_runs,
         "clips_per_s": summary["steps"] * train_cfg["batch_size"] / max(summary["train_time_s"], 1e-9),
         "trivial_baseline_loss": 1.0,
@@ -353,4 +405,5 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
         "seed": train_cfg["seed"],
     })
     Path(out["summary"]).write_text(json.dumps(summary, indent=2))
+    context.barrier()
     return summary

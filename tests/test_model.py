@@ -76,10 +76,23 @@ def test_guidance_at_the_neutral_scale_is_the_conditional_prediction():
 def test_label_dropout_replaces_whole_clips_by_the_null_label():
     diffusion = tiny_diffusion(label_dropout=0.5)
     labels = torch.randint(0, 9, (2000, 4))
-    dropped = diffusion.drop_labels(labels, torch.Generator().manual_seed(0))
+    draws = diffusion.training_draws(len(labels), (4, 6, 10, 10), torch.Generator().manual_seed(0))
+    dropped = diffusion.drop_labels(labels, draws.drop)
     is_null = dropped == diffusion.null_label
     assert (is_null.all(1) | (~is_null).all(1)).all()
     assert is_null.all(1).float().mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_a_shard_of_the_global_draws_gives_the_same_loss_terms_as_the_whole_batch():
+    """What data-parallel training relies on: the mean of the shards' losses is the batch loss."""
+    diffusion = tiny_diffusion(label_dropout=0.3)
+    x0, labels = torch.randn(4, 4, 6, 10, 10), torch.randint(0, 9, (4, 4))
+    draws = diffusion.training_draws(4, x0.shape[1:], torch.Generator().manual_seed(3))
+    whole = diffusion(x0, labels, draws=draws)
+    halves = [diffusion(x0[s], labels[s], draws=draws.part(s)) for s in (slice(0, 2), slice(2, 4))]
+    assert torch.allclose(whole, torch.stack(halves).mean(), rtol=1e-5)
+    again = diffusion(x0, labels, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(whole, again)
 
 
 def test_loss_is_the_mean_squared_error_over_brain_voxels_only():
