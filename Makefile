@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CORES ?= 4
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv run test test-fast lint clean bench
+.PHONY: venv run test test-fast test-slurm lint clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: venv
 
 test-fast: venv
 	$(BIN)/pytest
+
+# The workflow on a real one-node SLURM cluster (root: installs Debian's SLURM, starts its daemons,
+# stops them afterwards, also when the tests fail).
+test-slurm: venv
+	bash tests/slurm/cluster.sh start
+	$(BIN)/pytest -m slurm; status=$$?; bash tests/slurm/cluster.sh stop; exit $$status
 
 lint: venv
 	$(BIN)/snakemake --lint

@@ -16,6 +16,14 @@ include: "rules/anomalies.smk"
 include: "rules/report.smk"
 
 
+# On a cluster (profiles/slurm) these run on the submitting node: the download needs the
+# internet, which compute nodes often lack, and the index page is a moment's work.
+localrules:
+    all,
+    fetch_haxby,
+    report_index,
+
+
 rule all:
     input:
         rules.report_index.output.html,
