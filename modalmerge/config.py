@@ -40,7 +40,11 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
         lines = []
         for err in errors:
             key = ".".join(str(p) for p in err.path) or "(top level)"
-            lines.append(f"config key '{key}': {err.message}")
+            message = err.message
+            if err.validator in ("oneOf", "anyOf") and "description" in err.schema:
+                # "is not valid under any of the given schemas" says nothing: say what is wanted
+                message += f"; expected: {' '.join(err.schema['description'].split())}"
+            lines.append(f"config key '{key}': {message}")
         raise ModalMergeInputError("Invalid configuration:\n  " + "\n  ".join(lines) +
                                    f"\nSee {Path(schema_path).name} for every key, its type and its default.")
     return config

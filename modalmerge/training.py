@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from .diffusion import GaussianDiffusion
-from .distributed import (DistributedContext, context_from_environment, launch_torchrun, resolve_processes,
-                          start_process_group, stop_process_group)
+from .distributed import (DistributedContext, context_from_environment, gpus_given_by_slurm, launch_torchrun,
+                          resolve_processes, start_process_group, stop_process_group)
 from .errors import ModalMergeInputError
 from .model import SpatioTemporalDenoiser
 from .preprocessing import PreparedData
@@ -403,6 +403,9 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
         "heldout_denoising_error_by_timestep": {"timestep": timesteps, "error_ema": errors, "error_raw": raw_errors},
         "heldout_denoising_error_ema": float(np.mean(errors)), "heldout_denoising_error_raw": float(np.mean(raw_errors)),
         "seed": train_cfg["seed"],
+        # provenance on a cluster: which SLURM job trained, with how many GPUs (null elsewhere)
+        "slurm": ({"job_id": os.environ["SLURM_JOB_ID"], "gpus_given": gpus_given_by_slurm()}
+                  if "SLURM_JOB_ID" in os.environ else None),
     })
     Path(out["summary"]).write_text(json.dumps(summary, indent=2))
     context.barrier()

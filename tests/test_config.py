@@ -26,6 +26,8 @@ def test_empty_config_gets_every_default():
     ({"data": {"source": "web"}}, "data.source", "is not one of"),
     ({"prep": {"split": {"test_runs": "10"}}}, "prep.split.test_runs", "is not of type 'array'"),
     ({"prep": {"hemodynamic_shift_volumes": -1}}, "prep.hemodynamic_shift_volumes", "less than the minimum"),
+    ({"train": {"processes": 0}}, "train.processes", "expected: Data-parallel training processes"),
+    ({"train": {"processes": "all"}}, "train.processes", "auto = one per GPU"),
 ])
 def test_config_errors_name_the_key(bad, key, message):
     with pytest.raises(ModalMergeInputError) as err:

@@ -8,6 +8,7 @@ side; the node has one fake GPU, so the GPU jobs (train_diffusion, sample) must 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -139,6 +140,12 @@ def test_the_gpu_resource_reaches_slurm_as_a_gpu_request(slurm_run):
     for record in slurm_run["records"].values():
         wants_gpu = "gpu" in record.get("TresPerJob", "")
         assert wants_gpu == (rule_of(record) in GPU_RULES), record
+    # inside the job, the training saw the GPU SLURM gave it (recorded in its summary)
+    for subject in SUBJECTS:
+        summary = json.loads((slurm_run["workdir"] / f"results/model/{subject}/training_summary.json").read_text())
+        assert summary["slurm"]["job_id"] in slurm_run["job_ids"]
+        assert slurm_run["records"][summary["slurm"]["job_id"]]["Comment"] == f"rule_train_diffusion_wildcards_{subject}"
+        assert summary["slurm"]["gpus_given"] == 1
 
 
 def test_two_gpu_jobs_never_ran_at_once_but_subjects_ran_side_by_side(slurm_run):

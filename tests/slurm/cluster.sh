@@ -35,9 +35,11 @@ install_packages() {
   done
   if ((${#missing[@]})); then
     log "installing Debian's slurmctld slurmd slurm-client munge (missing: ${missing[*]})"
+    local started=$SECONDS
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       slurmctld slurmd slurm-client munge >/dev/null
+    log "installed in $((SECONDS - started)) s"
   fi
 }
 
@@ -120,6 +122,10 @@ start_daemon() {  # name pidfile command...
 }
 
 start() {
+  if ((EUID != 0)); then
+    log "needs root (it installs packages, starts SLURM's daemons and writes /etc/slurm): run it with sudo"
+    exit 1
+  fi
   install_packages
   write_config
   export SLURM_CONF=$DIR/slurm.conf
