@@ -347,7 +347,10 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
     if not context.enabled:
         processes = resolve_processes(train_cfg.get("processes", 1), choose_device(train_cfg["device"]))
         if processes > 1:
-            DistributedContext(world_size=processes).shard(train_cfg["batch_size"])  # fail before starting
+            # bad input fails here, with the input error, before any process starts
+            DistributedContext(world_size=processes).shard(train_cfg["batch_size"])
+            _read_split(split_path)
+            PreparedData.load(volumes_path)
             return launch_torchrun(processes, volumes_path, split_path, config, out, usable_threads(threads))
     device = context.device(choose_device(train_cfg["device"]))
     start_process_group(context, device)
@@ -357,17 +360,22 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
         stop_process_group()
 
 
-def _train(volumes_path, split_path, config: dict, out: dict, threads: int, progress: bool,
-           context: DistributedContext, device: torch.device) -> dict:
+def _read_split(split_path):
     from .preprocessing import RunSplit
 
+    split = RunSplit.read(split_path)
+    if set(split.test_runs) & set(split.train_runs):
+        raise ModalMergeInputError(f"{split_path}: runs {sorted(set(split.test_runs) & set(split.train_runs))} are both train and test.")
+    return split
+
+
+def _train(volumes_path, split_path, config: dict, out: dict, threads: int, progress: bool,
+           context: DistributedContext, device: torch.device) -> dict:
     torch.set_num_threads(usable_threads(threads))
     train_cfg, model_cfg, diffusion_cfg = config["train"], config["model"], config["diffusion"]
     torch.manual_seed(train_cfg["seed"])
     data = PreparedData.load(volumes_path)
-    split = RunSplit.read(split_path)
-    if set(split.test_runs) & set(split.train_runs):
-        raise ModalMergeInputError(f"{split_path}: runs {sorted(set(split.test_runs) & set(split.train_runs))} are both train and test.")
+    split = _read_split(split_path)
     clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, split.train_runs, model_cfg["clip_length"])
     heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
     diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,

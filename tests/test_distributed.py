@@ -114,3 +114,24 @@ def test_changing_only_the_process_count_keeps_the_checkpoint_resumable():
     c = copy.deepcopy(a)
     c["train"]["steps"] = 4
     assert config_fingerprint(a) == config_fingerprint(b) != config_fingerprint(c)
+
+
+def test_the_processes_output_goes_to_the_stage_log(tmp_path, prepared_slice, caplog):
+    caplog.set_level("INFO", logger="modalmerge")
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], distributed_config(2, steps=2),
+                  outputs(tmp_path), threads=2, progress=False)
+    assert "training in 2 processes: " in caplog.text and "torch.distributed.run" in caplog.text
+    assert "[torchrun] rank 0: INFO rank 0 of 2 joined the gloo process group" in caplog.text
+    assert "rank 1: INFO" not in caplog.text  # other ranks log warnings and errors only
+
+
+def test_bad_input_fails_before_any_process_starts(tmp_path, prepared_slice, caplog):
+    split = json.loads(open(prepared_slice["split"]).read())
+    split["test_runs"] = split["test_runs"] + [split["train_runs"][0]]
+    bad_split = tmp_path / "split.json"
+    bad_split.write_text(json.dumps(split))
+    with pytest.raises(ModalMergeInputError, match="are both train and test"):
+        train_subject(prepared_slice["volumes"], bad_split, distributed_config(2), outputs(tmp_path / "out"),
+                      progress=False)
+    assert "training in 2 processes" not in caplog.text
+    assert not (tmp_path / "out").exists()
