@@ -35,7 +35,6 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    local_world_size: int = 1
 
     @property
     def enabled(self) -> bool:
@@ -80,8 +79,7 @@ def context_from_environment() -> DistributedContext:
     if world_size <= 1:
         return DistributedContext()
     return DistributedContext(rank=int(os.environ["RANK"]), world_size=world_size,
-                              local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                              local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
+                              local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def start_process_group(context: DistributedContext, device: torch.device) -> None:

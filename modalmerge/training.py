@@ -102,20 +102,20 @@ class ExponentialMovingAverage:
     def update(self, network: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        # one fused call over all tensors (a Python loop of per-parameter kernels was measured to
-        # dominate small GPU steps)
+        # one fused call over all parameters instead of one kernel each (on the H100 this did not
+        # change the launch-bound step time of the slice data; bench/README.md section 7)
         torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in network.parameters()], 1 - decay)
         for ema_b, b in zip(self.shadow.buffers(), network.buffers()):
             ema_b.copy_(b)
 
 
 # keys that change how training is run, not what it computes: a checkpoint resumes across them
-NON_NUMERIC_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every")
+RUN_ONLY_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every")
 
 
 def config_fingerprint(config: dict) -> str:
     config = copy.deepcopy(config)
-    for key in NON_NUMERIC_TRAIN_KEYS:
+    for key in RUN_ONLY_TRAIN_KEYS:
         config.get("train", {}).pop(key, None)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
