@@ -18,9 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def modalmerge_step(grid, volumes, clip, channels, res_blocks, checkpointing, device, autocast):
-    from modalmerge.diffusion import GaussianDiffusion
+    from modalmerge.diffusion.gaussian import GaussianDiffusion
     from modalmerge.model import SpatioTemporalDenoiser
-    from modalmerge.schedulers import Scheduler
+    from modalmerge.diffusion.schedulers import Scheduler
     network = SpatioTemporalDenoiser(grid, clip, 9, channels=channels, res_blocks=res_blocks,
                                      gradient_checkpointing=checkpointing)
     diffusion = GaussianDiffusion(network, Scheduler(1000), torch.ones(grid)).to(device)

@@ -78,9 +78,8 @@ def scaling_section() -> pd.DataFrame:
 
 
 def sampling_section(checkpoint: Path, device: str = "cpu", ddpm_batches=(1,)) -> pd.DataFrame:
-    from modalmerge.sampling import load_diffusion
-    from modalmerge.schedulers import make_sampler
-    from modalmerge.training import scheduler_kwargs
+    from modalmerge.diffusion.checkpoints import load_diffusion, scheduler_kwargs
+    from modalmerge.diffusion.schedulers import make_sampler
     torch.set_num_threads(2)
     diffusion, meta = load_diffusion(checkpoint, torch.device(device))
     kwargs = scheduler_kwargs(meta["config"]["diffusion"])

@@ -29,7 +29,7 @@ from run_benchmarks import measure, sampling_section  # noqa: E402
 def real_training(prep: Path, work: Path, steps: int | None) -> pd.DataFrame:
     """train_subject on the default config and data, as the workflow runs it, on CUDA."""
     from modalmerge.config import validate_config
-    from modalmerge.training import train_subject
+    from modalmerge.stages.train import train_subject
     config = validate_config(yaml.safe_load((HERE.parent / "config.yaml").read_text()))
     rows = []
     for amp in (True, False):

@@ -1,8 +1,10 @@
-"""Configuration: load config.yaml and validate it against config.schema.yaml (defaults filled in)."""
+"""Configuration: load config.yaml and validate it against the package's ``config.schema.yaml``, the
+one place every key, its type and its default is stated (defaults filled in by one validator)."""
 
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +12,7 @@ import yaml
 
 from .errors import ModalMergeInputError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 
 
 def _validator_with_defaults(schema: dict):
@@ -31,7 +33,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     """Return a validated copy of ``config`` with defaults filled in.
 
     Raises :class:`ModalMergeInputError` naming the offending key, e.g.
-    ``config key 'train.lerning_rate': Additional properties are not allowed``.
+    ``config key 'train': unknown key 'lerning_rate' (did you mean 'learning_rate'?); allowed keys here: ...``.
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
     config = copy.deepcopy(config)
@@ -41,13 +43,25 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
         for err in errors:
             key = ".".join(str(p) for p in err.path) or "(top level)"
             message = err.message
-            if err.validator in ("oneOf", "anyOf") and "description" in err.schema:
+            if err.validator == "additionalProperties":
+                message = _unknown_keys_message(err.instance, err.schema)
+            elif err.validator in ("oneOf", "anyOf") and "description" in err.schema:
                 # "is not valid under any of the given schemas" says nothing: say what is wanted
                 message += f"; expected: {' '.join(err.schema['description'].split())}"
             lines.append(f"config key '{key}': {message}")
         raise ModalMergeInputError("Invalid configuration:\n  " + "\n  ".join(lines) +
-                                   f"\nSee {Path(schema_path).name} for every key, its type and its default.")
+                                   f"\nSee modalmerge/{Path(schema_path).name} for every key, its type and its default.")
     return config
+
+
+def _unknown_keys_message(instance: dict, schema: dict) -> str:
+    """'unknown key(s) ...; did you mean ...? allowed: ...' instead of jsonschema's dump of the schema."""
+    allowed = sorted(schema.get("properties", {}))
+    parts = []
+    for unknown in sorted(set(instance) - set(allowed)):
+        close = difflib.get_close_matches(str(unknown), allowed, n=1)
+        parts.append(f"unknown key {unknown!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return "; ".join(parts) + f"; allowed keys here: {', '.join(allowed)}"
 
 
 def load_config(path: str | Path) -> dict:

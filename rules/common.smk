@@ -1,10 +1,13 @@
 # Configuration validation and helpers shared by every rule file.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from modalmerge.config import validate_config
 
 min_version("8.0")
 
 
-validate(config, schema="../config.schema.yaml")
+# modalmerge/config.schema.yaml states every key, its type and its default (filled in here)
+config.update(validate_config(config))
 
 SUBJECTS = config["subjects"]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modalmerge.data_sources import fetch_dataset
-from modalmerge.preprocessing import prepare_subject
+from modalmerge.data.sources import fetch_dataset
+from modalmerge.stages.prepare import prepare_subject
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modalmerge.anomalies import ANOMALY_TYPES, AnomalyInjector, inject_anomalies
-from modalmerge.anomaly_detectors import VarianceDeficitDetector, ZScoreDetector
-from modalmerge.anomaly_evaluation import clip_metrics, evaluate_detector
-from modalmerge.preprocessing import PreparedData
+from modalmerge.analysis.anomalies import ANOMALY_TYPES, AnomalyInjector, inject_anomalies
+from modalmerge.analysis.detectors import VarianceDeficitDetector, ZScoreDetector
+from modalmerge.analysis.anomaly_metrics import clip_metrics, evaluate_detector
+from modalmerge.data.dataset import PreparedData
 
 STRENGTHS = {"blob": [3.0], "dropout": [1.0], "spike": [0.5], "motion": [0.05], "noise_burst": [1.5]}
 DEFAULTS = {k: v[0] for k, v in STRENGTHS.items()}
@@ -90,7 +90,7 @@ def test_dropout_fools_deviation_detectors_but_not_the_variance_deficit(data, in
     train_clips = np.stack([data.X[np.flatnonzero(train)[i:i + 8]] for i in range(0, 900, 8)])
     pick = np.isin(injected["types"], ["none", "dropout"])
     labels = injected["labels"][pick]
-    zscore = ZScoreDetector(1.0).fit(train_clips, data.mask).score(injected["clips"][pick])[0]
-    deficit = VarianceDeficitDetector().fit(train_clips, data.mask).score(injected["clips"][pick])[0]
+    zscore = ZScoreDetector(data.mask, 1.0).fit(train_clips).decision_function(injected["clips"][pick])
+    deficit = VarianceDeficitDetector(data.mask).fit(train_clips).decision_function(injected["clips"][pick])
     assert clip_metrics(zscore, labels)["auroc"] < 0.6
     assert clip_metrics(deficit, labels)["auroc"] > 0.7

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from modalmerge.config import load_config, validate_config
+from modalmerge.config import SCHEMA_PATH, load_config, validate_config
 from modalmerge.errors import ModalMergeInputError
 
 from conftest import REPO
@@ -22,7 +22,7 @@ def test_empty_config_gets_every_default():
 
 
 @pytest.mark.parametrize("bad,key,message", [
-    ({"prep": {"detrnd": True}}, "prep", "'detrnd' was unexpected"),
+    ({"prep": {"detrnd": True}}, "prep", "unknown key 'detrnd' (did you mean 'detrend'?)"),
     ({"data": {"source": "web"}}, "data.source", "is not one of"),
     ({"prep": {"split": {"test_runs": "10"}}}, "prep.split.test_runs", "is not of type 'array'"),
     ({"prep": {"hemodynamic_shift_volumes": -1}}, "prep.hemodynamic_shift_volumes", "less than the minimum"),
@@ -36,7 +36,7 @@ def test_config_errors_name_the_key(bad, key, message):
 
 
 def test_every_schema_key_has_a_description_and_a_default():
-    schema = yaml.safe_load((REPO / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
 
     def walk(node, path):
         for key, sub in node.get("properties", {}).items():
@@ -47,3 +47,32 @@ def test_every_schema_key_has_a_description_and_a_default():
             walk(sub, f"{path}{key}.")
 
     walk(schema, "")
+
+
+# every word a property's schema may use; anything else is a description split by an unquoted comma
+SCHEMA_KEYWORDS = {"type", "description", "default", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                   "enum", "items", "properties", "additionalProperties", "oneOf", "anyOf", "required", "minItems",
+                   "maxItems", "const", "pattern"}
+
+
+def test_schema_properties_use_only_schema_keywords():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    bogus = []
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            bogus.extend(f"{path}{key}: {word!r}" for word in sub if word not in SCHEMA_KEYWORDS)
+            walk(sub, f"{path}{key}.")
+        for option in node.get("oneOf", []) + node.get("anyOf", []):
+            walk(option, path)
+
+    walk(schema, "")
+    assert not bogus, f"not schema keywords (an unquoted comma in a description?): {bogus}"
+
+
+def test_a_typo_names_the_key_and_the_closest_match_not_the_schema():
+    with pytest.raises(ModalMergeInputError) as err:
+        validate_config({"train": {"lerning_rate": 1e-3}})
+    message = str(err.value)
+    assert "unknown key 'lerning_rate' (did you mean 'learning_rate'?)" in message
+    assert "allowed keys here:" in message and len(message.splitlines()) < 5

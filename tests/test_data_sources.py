@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 
 from modalmerge import HAXBY_CATEGORIES
-from modalmerge import data_sources
-from modalmerge.data_sources import Dataset, download_sdist, fetch_dataset, labels_to_events, safe_extract
+from modalmerge.data import sources as data_sources
+from modalmerge.data.download import download_sdist, safe_extract
+from modalmerge.data.layout import Dataset
+from modalmerge.data.sources import fetch_dataset, labels_to_events
 from modalmerge.errors import ModalMergeInputError
 
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 from sklearn.svm import LinearSVC
 
-from modalmerge.decoding import (DiffusionClassifier, block_average, block_clips, heldout_split_decoding,
-                                 leave_one_run_out, shuffle_within_runs, stimulus_blocks)
-from modalmerge.diffusion import GaussianDiffusion
-from modalmerge.schedulers import Scheduler
+from modalmerge.analysis.decoding import block_average, heldout_split_decoding, leave_one_run_out, shuffle_within_runs
+from modalmerge.analysis.diffusion_decoding import DiffusionClassifier
+from modalmerge.data.clips import block_clips, stimulus_blocks
+from modalmerge.diffusion.gaussian import GaussianDiffusion
+from modalmerge.diffusion.schedulers import Scheduler
 
 CATEGORIES = list(range(8))
 

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from modalmerge.distributed import DistributedContext, gpus_given_by_slurm, resolve_processes
+from modalmerge.training.distributed import DistributedContext, gpus_given_by_slurm, resolve_processes
 from modalmerge.errors import ModalMergeInputError
-from modalmerge.training import load_checkpoint, train_subject
+from modalmerge.diffusion.checkpoints import load_checkpoint
+from modalmerge.stages.train import train_subject
 from test_training import outputs, tiny_config
 
 # Same global batch and seed in both runs; the only differences left are float summation orders
@@ -107,7 +108,7 @@ def test_more_gpu_processes_than_gpus_is_refused_with_advice():
 
 
 def test_changing_only_the_process_count_keeps_the_checkpoint_resumable():
-    from modalmerge.training import config_fingerprint
+    from modalmerge.training.trainer import config_fingerprint
     a = {"model": {}, "train": {"steps": 3, "processes": 1, "device": "cpu"}}
     b = copy.deepcopy(a)
     b["train"].update(processes=4, device="cuda")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modalmerge import fidelity as F
-from modalmerge.evaluation import evaluate_fidelity
-from modalmerge.preprocessing import PreparedData
+from modalmerge.analysis import fidelity_metrics as F
+from modalmerge.analysis.fidelity import evaluate_fidelity
+from modalmerge.data.dataset import PreparedData
 
 
 @pytest.fixture(scope="module")

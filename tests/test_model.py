@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modalmerge.diffusion import GaussianDiffusion
+from modalmerge.diffusion.gaussian import GaussianDiffusion
 from modalmerge.model import SpatioTemporalDenoiser
-from modalmerge.schedulers import Scheduler
+from modalmerge.diffusion.schedulers import Scheduler
 
 TINY = dict(channels=(8, 16, 16), attention_levels=(2,), temporal_heads=2, temporal_head_dim=8, norm_groups=4)
 

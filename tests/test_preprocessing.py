@@ -11,7 +11,9 @@ import pytest
 
 from modalmerge import HAXBY_CATEGORIES
 from modalmerge.errors import ModalMergeInputError
-from modalmerge.preprocessing import PreparedData, RunSplit, label_volumes, prepare_subject
+from modalmerge.data.dataset import PreparedData, RunSplit
+from modalmerge.data.preprocessing import label_volumes
+from modalmerge.stages.prepare import prepare_subject
 
 from conftest import prep_outputs
 
@@ -73,7 +75,7 @@ def test_bad_split_is_reported(test_runs, message):
 
 
 def test_constant_voxels_are_an_error_or_dropped(tmp_path, tiny_custom_study):
-    from modalmerge.data_sources import fetch_dataset
+    from modalmerge.data.sources import fetch_dataset
     bold_path = tiny_custom_study["custom"]["bold"].format(run=2)
     img = nib.load(bold_path)
     data = img.get_fdata().astype(np.float32)

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from modalmerge.report import SECTIONS
+from modalmerge.stages.report import SECTIONS
 
 pytestmark = pytest.mark.slow
 

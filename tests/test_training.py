@@ -13,9 +13,12 @@ import torch
 
 from modalmerge.config import validate_config
 from modalmerge.errors import ModalMergeInputError
-from modalmerge.preprocessing import PreparedData, RunSplit
-from modalmerge.sampling import design_clips, load_diffusion, sample_subject
-from modalmerge.training import Trainer, build_diffusion, load_checkpoint, make_clips, train_subject
+from modalmerge.data.clips import covering_clips, make_clips
+from modalmerge.data.dataset import PreparedData, RunSplit
+from modalmerge.diffusion.checkpoints import build_diffusion, load_checkpoint, load_diffusion
+from modalmerge.stages.sample import sample_subject
+from modalmerge.stages.train import train_subject
+from modalmerge.training.trainer import Trainer
 
 
 def tiny_config(steps: int = 6) -> dict:
@@ -158,9 +161,9 @@ def test_same_seed_gives_identical_samples(tmp_path, tiny_model, prepared_slice)
         assert not np.array_equal(a["category_clips"], c["category_clips"])
 
 
-def test_design_clips_rebuild_a_run_without_overlap():
+def test_covering_clips_rebuild_a_run_without_overlap():
     labels = np.arange(121)
-    clips, keep = design_clips(labels, 8)
+    clips, keep = covering_clips(labels, 8)
     rebuilt = np.concatenate([clip[k] for clip, k in zip(clips, keep)])
     assert np.array_equal(rebuilt, labels)
 

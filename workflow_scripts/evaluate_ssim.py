@@ -1,7 +1,7 @@
 """evaluate_ssim: fidelity of the synthetic fMRI of one subject."""
 
-from modalmerge.evaluation import evaluate_subject
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.evaluate import evaluate_subject
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 params = snakemake.params.evaluate  # noqa: F821

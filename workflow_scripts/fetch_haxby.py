@@ -1,7 +1,7 @@
 """fetch_haxby: write the normalised data layout for one subject."""
 
-from modalmerge.data_sources import fetch_dataset
-from modalmerge.workflow_support import setup_logging
+from modalmerge.data.sources import fetch_dataset
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821 (snakemake is injected by the script directive)
 subject = snakemake.wildcards.subject  # noqa: F821

@@ -2,8 +2,8 @@
 
 import copy
 
-from modalmerge.anomaly_evaluation import inject_subject
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.anomalies import inject_subject
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 summary = inject_subject(snakemake.input.volumes, copy.deepcopy(dict(snakemake.params.anomalies)),  # noqa: F821

@@ -1,7 +1,7 @@
 """mask_and_normalize: masked, per-run normalised volumes, labels, runs and the split."""
 
-from modalmerge.preprocessing import prepare_subject
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.prepare import prepare_subject
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 prep = snakemake.params.prep  # noqa: F821

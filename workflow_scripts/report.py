@@ -1,7 +1,7 @@
 """report: the self-contained HTML report of one subject."""
 
-from modalmerge.report import build_report
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.report import build_report
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 inputs = dict(snakemake.input.items())  # noqa: F821

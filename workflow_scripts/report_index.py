@@ -1,7 +1,7 @@
 """report_index: results/report/index.html and summary.json across subjects."""
 
-from modalmerge.report import build_index
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.report import build_index
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 build_index(list(snakemake.input.reports), list(snakemake.input.summaries),  # noqa: F821

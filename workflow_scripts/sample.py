@@ -1,7 +1,7 @@
 """sample: synthetic fMRI, diffusion snapshots and attention maps of one subject."""
 
-from modalmerge.sampling import sample_subject
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.sample import sample_subject
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 summary = sample_subject(

@@ -1,7 +1,7 @@
 """score_auc: every anomaly detector of one subject."""
 
-from modalmerge.anomaly_evaluation import score_subject
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.anomalies import score_subject
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 summary = score_subject(snakemake.input.injected, snakemake.input.volumes, snakemake.input.model,  # noqa: F821

@@ -1,7 +1,7 @@
 """train_diffusion: train the diffusion model of one subject (resumes after a kill)."""
 
-from modalmerge.training import train_subject
-from modalmerge.workflow_support import setup_logging
+from modalmerge.stages.train import train_subject
+from modalmerge.stages.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
 params = snakemake.params  # noqa: F821

@@ -128,6 +128,22 @@ class SpatioTemporalDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``x``: (B, T, X, Y, Z); ``timesteps``: (B,); ``labels``: (B, T) ints -> (B, T, X, Y, Z)."""
+        h, skips, embedding = self._encode(x, timesteps, labels)
+        h = self._block(self.middle_out, h, embedding)
+
+        for stage in self.decoder:
+            h = stage["up"](h)
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in stage["blocks"]:
+                h = self._block(block, h, embedding)
+            h = stage["attention"](h)
+
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        crop = (slice(None), 0) + tuple(slice(0, n) for n in self.grid_shape)
+        return out[crop].reshape(x.shape[0], x.shape[1], *self.grid_shape)
+
+    def _encode(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor):
+        """Encoder and bottleneck up to the cross-modal attention: ``(h (B*T, C, *grid), skips, embedding)``."""
         batch, length = x.shape[:2]
         if tuple(x.shape[2:]) != self.grid_shape:
             raise ValueError(f"Input has wrong grid. Expected (B, T, {', '.join(map(str, self.grid_shape))}). Got {tuple(x.shape)}.")
@@ -154,21 +170,40 @@ class SpatioTemporalDenoiser(nn.Module):
         clip_features = h.reshape(batch, length, *h.shape[1:])
         temporal_features = self.temporal(clip_features)
         h = self.cross_modal(temporal_features, temporal_features).reshape(h.shape)
-        h = self._block(self.middle_out, h, embedding)
+        return h, skips, embedding
 
-        for stage in self.decoder:
-            h = stage["up"](h)
-            h = torch.cat([h, skips.pop()], dim=1)
-            for block in stage["blocks"]:
-                h = self._block(block, h, embedding)
-            h = stage["attention"](h)
+    @property
+    def bottleneck_grid(self) -> tuple[int, int, int]:
+        """The feature-map grid at the bottleneck (after every downsampling)."""
+        return level_grids(self.padded_grid, len(self.encoder))[-1]
 
-        out = self.conv_out(F.silu(self.norm_out(h)))
-        crop = (slice(None), 0) + tuple(slice(0, n) for n in self.grid_shape)
-        return out[crop].reshape(batch, length, *self.grid_shape)
+    @torch.no_grad()
+    def bottleneck_features(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Features after the temporal and cross-modal attention: ``(B, T, channels * positions)``."""
+        h, _, _ = self._encode(x, timesteps, labels)
+        return h.reshape(x.shape[0], x.shape[1], -1)
 
-    def record_attention(self, enabled: bool = True) -> None:
-        """Keep attention weights of the next forward pass (for the interpretability maps)."""
-        for module in (self.middle_spatial.attention, self.temporal.layers[-1].attention, self.cross_modal.attention):
-            module.record = enabled
-            module.last_weights = None
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor):
+        """Attention of the bottleneck for inputs ``x`` (B, T, X, Y, Z): ``(spatial, temporal)``.
+
+        spatial ``(B, X, Y, Z)``: attention each bottleneck location receives from the others
+        (spatial self-attention, mean over queries and frames), upsampled to the volume grid;
+        temporal ``(B, T, T)``: the temporal transformer's weights averaged over locations.
+        """
+        modules = (self.middle_spatial.attention, self.temporal.layers[-1].attention)
+        for module in modules:
+            module.record, module.last_weights = True, None
+        try:
+            self._encode(x, timesteps, labels)
+            spatial_w, temporal_w = (module.last_weights for module in modules)  # (B*T, N, N), (B*N, T, T)
+        finally:
+            for module in modules:
+                module.record, module.last_weights = False, None
+        batch, length = x.shape[:2]
+        bottleneck = self.bottleneck_grid
+        received = spatial_w.mean(dim=1).reshape(batch, length, *bottleneck).mean(dim=1)  # (B, *bottleneck)
+        upsampled = F.interpolate(received[:, None], size=self.padded_grid, mode="trilinear", align_corners=False)[:, 0]
+        spatial = upsampled[(slice(None),) + tuple(slice(0, n) for n in self.grid_shape)]
+        temporal = temporal_w.reshape(batch, -1, length, length).mean(dim=1)
+        return spatial, temporal

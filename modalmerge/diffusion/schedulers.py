@@ -70,6 +70,9 @@ class Scheduler:
                  beta_end: float = 0.02, prediction_type: str = "epsilon", clip_sample: float | None = 5.0):
         if n_train_steps < 2:
             raise ValueError(f"n_train_steps must be >= 2; got {n_train_steps}.")
+        # what rebuilds this schedule (a sampler shares the training schedule through it)
+        self.config = {"n_train_steps": n_train_steps, "schedule": schedule, "beta_start": beta_start,
+                       "beta_end": beta_end, "prediction_type": prediction_type, "clip_sample": clip_sample}
         self.n_train_steps = n_train_steps
         self.schedule = parse_enum(ScheduleKind, schedule, "schedule")
         self.prediction_type = parse_enum(PredictionType, prediction_type, "prediction_type")
@@ -145,12 +148,22 @@ class DDIMScheduler(Scheduler):
     ``eta=0`` is deterministic; ``eta=1`` with all steps is DDPM's ancestral sampler.
     """
 
-    def __init__(self, *args, eta: float = 0.0, **kwargs):
+    def __init__(self, *args, eta: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         if eta < 0:
             raise ValueError(f"eta must be >= 0; got {eta}.")
         self.eta = eta
         self.set_timesteps(50 if self.n_train_steps >= 50 else self.n_train_steps)
+
+    @classmethod
+    def from_scheduler(cls, scheduler: Scheduler, timesteps: list[int], eta: float = 0.0) -> "DDIMScheduler":
+        """A DDIM sampler with ``scheduler``'s schedule over an explicit list of timesteps (e.g. a
+        partial reverse process that starts from t < T, as in reconstruction)."""
+        sampler = cls(**scheduler.config, eta=eta)
+        if not timesteps or any(not 0 <= t < sampler.n_train_steps for t in timesteps):
+            raise ValueError(f"timesteps must be a non-empty list in 0..{sampler.n_train_steps - 1}; got {timesteps}.")
+        sampler.timesteps = torch.tensor(sorted(set(timesteps), reverse=True), dtype=torch.long)
+        return sampler
 
     def set_timesteps(self, n_steps: int) -> None:
         if not 1 <= n_steps <= self.n_train_steps:
@@ -177,7 +190,7 @@ class DDIMScheduler(Scheduler):
         return prev_sample, x0
 
 
-def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, eta: float = 0.0) -> Scheduler:
+def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, eta: float = 1.0) -> Scheduler:
     """``ddpm`` or ``ddim`` with the training schedule of ``scheduler_config``."""
     if name == "ddpm":
         sampler = DDPMScheduler(**scheduler_config)
@@ -188,13 +201,3 @@ def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, et
         sampler.set_timesteps(steps or 50)
         return sampler
     raise ValueError(f"sampler must be one of ddpm, ddim; got {name!r}.")
-
-
-def ddim_from(scheduler: Scheduler, timesteps: list[int], eta: float = 0.0) -> DDIMScheduler:
-    """A DDIM sampler sharing ``scheduler``'s schedule, over an explicit descending list of timesteps
-    (e.g. a partial reverse process that starts from t < T)."""
-    sampler = DDIMScheduler.__new__(DDIMScheduler)
-    sampler.__dict__.update(scheduler.__dict__)
-    sampler.eta = eta
-    sampler.timesteps = torch.tensor(sorted(timesteps, reverse=True), dtype=torch.long)
-    return sampler

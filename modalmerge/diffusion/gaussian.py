@@ -1,7 +1,8 @@
-"""GaussianDiffusion: wraps the denoiser with a schedule; returns the training loss and samples.
+"""GaussianDiffusion: wraps the denoiser with a schedule; the training loss, and every operation
+analysis needs from a trained model: ``sample``, ``reconstruct`` and ``denoising_error``.
 
 The network (``model/``), the schedule and samplers (``schedulers.py``) and the training loop
-(``training.py``) are three separate things; this module is the glue between the first two.
+(``training/``) are three separate things; this module is the glue between the first two.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
-from .schedulers import PredictionType, Scheduler
+from .schedulers import DDIMScheduler, PredictionType, Scheduler
 
 
 class TrainingDraws(NamedTuple):
@@ -111,6 +112,18 @@ class GaussianDiffusion(nn.Module):
         conditional, unconditional = both.chunk(2)
         return unconditional + guidance_scale * (conditional - unconditional)
 
+    def _reverse(self, x: torch.Tensor, sampler: Scheduler, labels: torch.Tensor, guidance_scale: float = 1.0,
+                 generator: torch.Generator | None = None,
+                 callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Run ``sampler``'s timesteps from ``x`` (the one reverse-diffusion loop of the project)."""
+        for i, t in enumerate(sampler.timesteps.tolist()):
+            t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            output = self.guided_output(x, t_batch, labels, guidance_scale)
+            x, _ = sampler.step(output.float(), t, x, generator)
+            if callback is not None:
+                callback(i, x)
+        return x
+
     @torch.no_grad()
     def sample(self, sampler: Scheduler, labels: torch.Tensor, guidance_scale: float = 1.0,
                generator: torch.Generator | None = None, snapshot_every: int | None = None,
@@ -120,18 +133,36 @@ class GaussianDiffusion(nn.Module):
         Returns ``(samples, snapshots)``: samples ``(B, T, x, y, z)`` (0 outside the mask) and a
         list of ``(t, x_t)`` taken every ``snapshot_every`` sampler steps (and at the end).
         """
-        device = self.mask.device
         shape = (labels.shape[0], labels.shape[1], *self.mask.shape)
-        x = torch.randn(shape, generator=generator, device=device)
+        x = torch.randn(shape, generator=generator, device=self.mask.device)
         timesteps = sampler.timesteps.tolist()
         snapshots = [(int(timesteps[0]) + 1, x.clone())] if snapshot_every else []
-        for i, t in enumerate(timesteps):
-            t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
-            output = self.guided_output(x, t_batch, labels, guidance_scale)
-            x, _ = sampler.step(output.float(), t, x, generator)
+
+        def on_step(i: int, x_now: torch.Tensor) -> None:
             if snapshot_every and ((i + 1) % snapshot_every == 0 or i == len(timesteps) - 1):
                 # labelled with the noise level x now has: the next timestep, 0 once clean
-                snapshots.append((timesteps[i + 1] if i + 1 < len(timesteps) else 0, x.clone()))
+                snapshots.append((timesteps[i + 1] if i + 1 < len(timesteps) else 0, x_now.clone()))
             if callback is not None:
-                callback(i, x)
+                callback(i, x_now)
+
+        x = self._reverse(x, sampler, labels, guidance_scale, generator, on_step)
         return x * self.mask, snapshots
+
+    @torch.no_grad()
+    def reconstruct(self, x0: torch.Tensor, labels: torch.Tensor, t_start: int, steps: int,
+                    noise: torch.Tensor) -> torch.Tensor:
+        """Noise clean clips ``x0`` (B, T, x, y, z) to ``t_start`` with ``noise`` and denoise them back
+        with ``steps`` deterministic DDIM steps (SDEdit / AnoDDPM): the model's idea of ``x0``."""
+        stride = max(t_start // steps, 1)
+        sampler = DDIMScheduler.from_scheduler(self.scheduler, [t_start - i * stride for i in range(steps)], eta=0.0)
+        t0 = torch.full((x0.shape[0],), t_start, device=x0.device, dtype=torch.long)
+        return self._reverse(self.scheduler.add_noise(x0, noise, t0), sampler, labels)
+
+    @torch.no_grad()
+    def denoising_error(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Masked mean squared error of the network's output against its target, per frame: ``(B, T)``
+        (no loss weighting; what a diffusion classifier compares between candidate labels)."""
+        x_t = self.scheduler.add_noise(x0, noise, t)
+        prediction = self.network(x_t, t, labels)
+        squared = (prediction - self.scheduler.target(x0, noise, t)) ** 2 * self.mask
+        return squared.flatten(2).sum(2) / self.mask.sum()

@@ -1,4 +1,5 @@
-"""score-AUC: every detector on the injected clips; clip- and voxel-level metrics by type and strength."""
+"""Stage runners of inject_synthetic_anomalies and score_auc: read inputs, call the analysis, write
+outputs atomically, draw figures."""
 
 from __future__ import annotations
 
@@ -6,87 +7,28 @@ import json
 import logging
 import time
 
+import nibabel as nib
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+import torch
 
-from .anomaly_detectors import (DiffusionDetector, DVARSDetector, IsolationForestDetector, MahalanobisDetector,
-                                PCADetector, VarianceDeficitDetector, ZScoreDetector)
-from .atomic import atomic_file
+from ..analysis.anomalies import inject_anomalies
+from ..analysis.anomaly_metrics import evaluate_detector
+from ..analysis.detectors import classical_detectors
+from ..analysis.diffusion_detector import DiffusionDetector
+from ..atomic import atomic_file
+from ..data.clips import make_clips
+from ..data.dataset import PreparedData
+from ..diffusion.checkpoints import load_diffusion
+from ..runtime import choose_device, usable_threads
+from .figures import plot_anomaly_examples, plot_auroc_vs_strength, plot_roc_curves
 
 log = logging.getLogger("modalmerge")
-SPATIAL_TYPES = ("blob", "dropout", "noise_burst", "motion")
-
-
-def classical_detectors(seed: int = 0) -> dict:
-    return {
-        "zscore_max": ZScoreDetector(0.0),
-        "zscore_smoothed": ZScoreDetector(1.0),
-        "zscore_global_mean": ZScoreDetector(0.0, reduce="mean"),
-        "pca_reconstruction": PCADetector(20),
-        "mahalanobis_ledoit_wolf": MahalanobisDetector(),
-        "isolation_forest": IsolationForestDetector(seed),
-        "dvars": DVARSDetector(),
-        "variance_deficit": VarianceDeficitDetector(),
-    }
-
-
-def clip_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
-    return {"auroc": float(roc_auc_score(labels, scores)), "auprc": float(average_precision_score(labels, scores)),
-            "n_anomalous": int(labels.sum()), "n_normal": int((1 - labels).sum())}
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    denominator = prediction.sum() + truth.sum()
-    return float(2 * (prediction & truth).sum() / denominator) if denominator else 1.0
-
-
-def voxel_metrics(maps: np.ndarray, truth: np.ndarray, mask: np.ndarray, clean_threshold: float) -> dict:
-    """Voxel AUPRC, Dice at the threshold set on clean clips, and the best Dice (optimistic)."""
-    values, target = maps[:, :, mask].ravel(), truth[:, :, mask].ravel()
-    if target.sum() == 0:
-        return {}
-    thresholds = np.quantile(values, np.linspace(0.5, 0.999, 40))
-    return {"voxel_auprc": float(average_precision_score(target, values)),
-            "voxel_prevalence": float(target.mean()),
-            "dice_at_clean_threshold": dice(values > clean_threshold, target),
-            "best_dice_optimistic": max(dice(values > t, target) for t in thresholds)}
-
-
-def evaluate_detector(scores, maps, injected: dict, mask, default_strengths: dict, fp_rate: float) -> dict:
-    """All metrics of one detector: pooled at the default strengths, by type, by type and strength."""
-    types, strengths, labels = injected["types"], injected["strengths"], injected["labels"]
-    normal = types == "none"
-    at_default = normal | np.array([default_strengths.get(k) == s for k, s in zip(types, strengths)])
-    entry = clip_metrics(scores[at_default], labels[at_default])
-    fpr, tpr, _ = roc_curve(labels[at_default], scores[at_default])
-    entry["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
-    clean_threshold = float(np.quantile(maps[normal][:, :, mask], 1 - fp_rate)) if maps is not None else None
-    entry["by_type"], entry["by_strength"] = {}, {}
-    for kind in [k for k in default_strengths if (types == k).any()]:
-        pick = normal | ((types == kind) & (strengths == default_strengths[kind]))
-        entry["by_type"][kind] = clip_metrics(scores[pick], labels[pick])
-        entry["by_type"][kind]["strength"] = default_strengths[kind]
-        if maps is not None and kind in SPATIAL_TYPES:
-            anomalous = (types == kind) & (strengths == default_strengths[kind])
-            entry["by_type"][kind].update(voxel_metrics(maps[anomalous], injected["masks"][anomalous], mask, clean_threshold))
-        entry["by_strength"][kind] = {}
-        for strength in sorted(set(strengths[types == kind].tolist())):
-            pick = normal | ((types == kind) & (strengths == strength))
-            entry["by_strength"][kind][f"{strength:g}"] = clip_metrics(scores[pick], labels[pick])
-    entry["voxel_threshold_from_clean_clips"] = clean_threshold
-    return entry
 
 
 def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, out: dict, device: str = "cpu",
                   threads: int = 1) -> dict:
     """score_auc for one subject; ``out`` keys: ``json`` (auc.json), ``table`` (TSV), ``roc`` (NPZ),
     ``figure_roc``, ``figure_strength``, ``figure_examples``."""
-    import torch
-
-    from .figures import plot_anomaly_examples, plot_auroc_vs_strength, plot_roc_curves
-    from .preprocessing import PreparedData
-    from .training import choose_device, make_clips, usable_threads
-
     torch.set_num_threads(usable_threads(threads))
     with np.load(injected_path) as npz:
         injected = {k: npz[k] for k in npz.files}
@@ -97,26 +39,27 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
     design = np.stack([data.label_ids[s:s + clip_length] for s in starts])
     if data.is_test[starts].sum() != len(starts):
         raise RuntimeError("an injected clip comes from a training run")  # guards the split
+    # a missing or broken checkpoint fails here, before the classical detectors' work
+    diffusion = None if checkpoint_path is None else load_diffusion(checkpoint_path, choose_device(device))[0]
     defaults = config["default_strengths"]
-    detectors = classical_detectors(config["seed"])
     results, timings = {}, {}
-    for name, detector in detectors.items():
+    for name, detector in classical_detectors(data.mask, config["seed"]).items():
         started = time.perf_counter()
-        detector.fit(train_clips, data.mask)
-        scores, maps = detector.score(injected["clips"])
+        detector.fit(train_clips)
+        maps = detector.score_maps(injected["clips"])
+        scores = detector.decision_function(injected["clips"], maps=maps)
         results[name] = evaluate_detector(scores, maps, injected, data.mask, defaults, config["voxel_fp_rate"])
         timings[name] = time.perf_counter() - started
         log.info("%s: AUROC %.3f", name, results[name]["auroc"])
     diffusion_maps = None
-    if checkpoint_path is not None:
-        from .sampling import load_diffusion
-        diffusion, _ = load_diffusion(checkpoint_path, choose_device(device))
+    if diffusion is not None:
         started = time.perf_counter()
         cfg = config["diffusion"]
-        detector = DiffusionDetector(diffusion, cfg["t_start"], cfg["steps"], cfg["n_draws"], seed=config["seed"])
+        detector = DiffusionDetector(data.mask, diffusion, cfg["t_start"], cfg["steps"], cfg["n_draws"], seed=config["seed"])
         calibration = np.random.default_rng(config["seed"]).choice(len(train_clips), min(cfg["calibration_clips"], len(train_clips)), replace=False)
-        detector.fit(train_clips[calibration], data.mask, train_labels[calibration])
-        scores, diffusion_maps = detector.score(injected["clips"], design)
+        detector.fit(train_clips[calibration], train_labels[calibration])
+        diffusion_maps = detector.score_maps(injected["clips"], design)
+        scores = detector.decision_function(injected["clips"], design, maps=diffusion_maps)
         results["diffusion"] = evaluate_detector(scores, diffusion_maps, injected, data.mask, defaults, config["voxel_fp_rate"])
         timings["diffusion"] = time.perf_counter() - started
         log.info("diffusion: AUROC %.3f", results["diffusion"]["auroc"])
@@ -150,11 +93,6 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
 def inject_subject(volumes_path, config: dict, out: dict, clip_length: int) -> dict:
     """inject_synthetic_anomalies for one subject, clips of the model's ``clip_length``;
     ``out`` keys: ``npz``, ``examples``, ``examples_mask``."""
-    import nibabel as nib
-
-    from .anomalies import inject_anomalies
-    from .preprocessing import PreparedData
-
     data = PreparedData.load(volumes_path, with_raw=True)
     strengths = config["strengths"]
     for kind, default in config["default_strengths"].items():

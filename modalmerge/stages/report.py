@@ -147,12 +147,12 @@ def attention_figures(attention_nifti, attention_temporal, volumes_path) -> tupl
         return None, None
     import nibabel as nib
     from .figures import orthogonal_slices
-    from .preprocessing import PreparedData
+    from ..data.dataset import PreparedData
     data = PreparedData.load(volumes_path)
     spatial = np.asarray(nib.load(attention_nifti).dataobj)
     box = tuple(slice(int(s), int(s) + n) for s, n in zip(data.bbox_start, data.mask.shape))
     spatial = np.moveaxis(spatial[box], -1, 0)
-    names = data.class_names[:-1]
+    names = data.category_names
     fig, axes = plt.subplots(1, len(spatial), figsize=(1.4 * len(spatial), 2.2), squeeze=False)
     for ax, volume, name in zip(axes[0], spatial, names):
         ax.imshow(orthogonal_slices(volume)[0], cmap="inferno", origin="lower")
@@ -397,7 +397,7 @@ def build_report(inputs: dict, config: dict, out_html, out_summary) -> dict:
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
             f"<title>ModalMerge report {html.escape(inputs['subject'])}</title><style>{STYLE}</style></head><body>"
             + "\n".join(parts) + "</body></html>")
-    from .atomic import atomic_file
+    from ..atomic import atomic_file
     with atomic_file(out_html) as tmp:
         tmp.write_text(page)
     with atomic_file(out_summary) as tmp:
@@ -409,7 +409,7 @@ def build_index(reports: list[str], summaries: list[str], out_html, out_summary)
     """``results/report/index.html``: with one subject, its report itself (self-contained); with several,
     a page of links and headline numbers. ``summary.json`` gathers every subject's headline."""
     import shutil
-    from .atomic import atomic_file
+    from ..atomic import atomic_file
 
     gathered = {Path(s).parent.name: json.loads(Path(s).read_text()) for s in summaries}
     with atomic_file(out_summary) as tmp:

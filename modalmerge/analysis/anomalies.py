@@ -22,19 +22,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..data.clips import make_clips
+
 ANOMALY_TYPES = ("blob", "dropout", "spike", "motion", "noise_burst")
-
-
-def heldout_clips(X: np.ndarray, runs: np.ndarray, test_runs, clip_length: int):
-    """Non-overlapping clips of the held-out runs: ``(clips, clip_runs, starts)`` (starts index X)."""
-    clips, clip_runs, starts = [], [], []
-    for run in test_runs:
-        index = np.flatnonzero(runs == run)
-        for s in range(0, len(index) - clip_length + 1, clip_length):
-            clips.append(X[index[s:s + clip_length]])
-            clip_runs.append(run)
-            starts.append(int(index[s]))
-    return np.stack(clips).astype(np.float32), np.array(clip_runs), np.array(starts)
 
 
 def sphere(mask: np.ndarray, centre, radius: float) -> np.ndarray:
@@ -122,8 +112,8 @@ def inject_anomalies(X, X_raw, runs, is_test, mask, clip_length: int, strengths:
     voxel std used to express it in z units.
     """
     test_runs = sorted(set(runs[is_test].tolist()))
-    clips, clip_runs, starts = heldout_clips(X, runs, test_runs, clip_length)
-    raw_clips, _, _ = heldout_clips(X_raw, runs, test_runs, clip_length)
+    clips, _, clip_runs, starts = make_clips(X, None, runs, test_runs, clip_length, stride=clip_length)
+    raw_clips, _, _, _ = make_clips(X_raw, None, runs, test_runs, clip_length, stride=clip_length)
     voxel_std = {run: np.maximum(X_raw[runs == run].std(axis=0), 1e-6) for run in test_runs}
     injector = AnomalyInjector(mask, blob_sigma, radius, duration)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,9 @@
-"""train-diffusion: clips from the training runs, the training loop, EMA and resumable checkpoints."""
+"""The training loop: data, AdamW, EMA (with warm-up) and resumable checkpoints of one diffusion model.
+
+The stage runner (:mod:`modalmerge.stages.train`) reads the prepared data, cuts clips and decides
+whether to run one process or several under torchrun; this module knows nothing of files but the
+checkpoint and the training log.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,74 +20,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .diffusion import GaussianDiffusion
-from .distributed import (DistributedContext, context_from_environment, gpus_given_by_slurm, launch_torchrun,
-                          resolve_processes, start_process_group, stop_process_group)
-from .errors import ModalMergeInputError
-from .model import SpatioTemporalDenoiser
-from .preprocessing import PreparedData
-from .schedulers import Scheduler
+from ..diffusion.checkpoints import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint_atomic
+from ..diffusion.gaussian import GaussianDiffusion
+from .distributed import DistributedContext
 
 log = logging.getLogger("modalmerge")
-CHECKPOINT_VERSION = 1
 LOG_COLUMNS = ["step", "loss", "heldout_loss", "learning_rate", "wall_time_s"]
-
-
-def usable_threads(requested: int) -> int:
-    """``requested`` capped at the CPU cores this process may use (oversubscription was measured
-    to slow training more than 2x on a 2-core machine)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(int(requested), available))
-
-
-def choose_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:1`` as given."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ModalMergeInputError(f"train.device is {requested!r} but CUDA is not available here; use 'auto' or 'cpu'.")
-    return torch.device(requested)
-
-
-def make_clips(X: np.ndarray, label_ids: np.ndarray, runs: np.ndarray, keep_runs: list[int], clip_length: int, stride: int = 1):
-    """All windows of ``clip_length`` consecutive volumes inside one run of ``keep_runs``.
-
-    Returns ``(clips (n, T, x, y, z), labels (n, T), clip_runs (n,), starts (n,))``.
-    """
-    clips, labels, clip_runs, starts = [], [], [], []
-    for run in keep_runs:
-        index = np.flatnonzero(runs == run)
-        for start in range(0, len(index) - clip_length + 1, stride):
-            window = index[start:start + clip_length]
-            clips.append(X[window])
-            labels.append(label_ids[window])
-            clip_runs.append(run)
-            starts.append(window[0])
-    if not clips:
-        raise ModalMergeInputError(f"No clip of {clip_length} volumes fits in runs {keep_runs}; lower model.clip_length.")
-    return np.stack(clips).astype(np.float32), np.stack(labels), np.array(clip_runs), np.array(starts)
-
-
-def build_diffusion(model_config: dict, diffusion_config: dict, grid_shape, n_classes: int, mask: np.ndarray,
-                    gradient_checkpointing: bool = False) -> GaussianDiffusion:
-    """The denoiser wrapped in its diffusion process, from the ``model`` and ``diffusion`` config blocks."""
-    network = SpatioTemporalDenoiser(
-        grid_shape, model_config["clip_length"], n_classes, channels=model_config["channels"],
-        attention_levels=model_config.get("attention_levels"), res_blocks=model_config["res_blocks"],
-        temporal_heads=model_config["temporal_heads"], temporal_head_dim=model_config["temporal_head_dim"],
-        norm_groups=model_config["norm_groups"], dropout=model_config["dropout"],
-        gradient_checkpointing=gradient_checkpointing)
-    scheduler = Scheduler(**scheduler_kwargs(diffusion_config))
-    return GaussianDiffusion(network, scheduler, torch.as_tensor(mask), diffusion_config["label_dropout"],
-                             diffusion_config.get("min_snr_gamma"))
-
-
-def scheduler_kwargs(diffusion_config: dict) -> dict:
-    return {key: diffusion_config[key] for key in
-            ("n_train_steps", "schedule", "beta_start", "beta_end", "prediction_type", "clip_sample")}
 
 
 class ExponentialMovingAverage:
@@ -118,23 +60,6 @@ def config_fingerprint(config: dict) -> str:
     for key in RUN_ONLY_TRAIN_KEYS:
         config.get("train", {}).pop(key, None)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def save_checkpoint_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True`` (tensors, numbers, strings, lists, dicts only)."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise ModalMergeInputError(f"Checkpoint {path} not found: run the train_diffusion stage first.") from None
-    except Exception as err:
-        raise ModalMergeInputError(f"Cannot load checkpoint {path}: {err}. Delete it and train again.") from err
 
 
 def heldout_denoising_error(diffusion: GaussianDiffusion, clips: torch.Tensor, labels: torch.Tensor,
@@ -331,90 +256,3 @@ class _TrainingLog:
 def _format_row(row) -> str:
     step, loss, heldout, lr, wall = row
     return f"{int(step)}\t{loss:.6f}\t{heldout:.6f}\t{lr:.3e}\t{wall:.3f}\n"
-
-
-def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict, out: dict,
-                  threads: int = 1, progress: bool = True) -> dict:
-    """train-diffusion for one subject: clips of the training runs only; write ``out`` paths.
-
-    ``out`` keys: ``model`` (final checkpoint), ``log`` (training_log.tsv), ``summary`` (JSON),
-    ``checkpoint`` (rolling checkpoint, not a workflow output). With ``train.processes`` above 1
-    this starts torchrun and waits for it (see :mod:`modalmerge.distributed`); under torchrun each
-    rank runs this function and rank 0 writes.
-    """
-    train_cfg = config["train"]
-    context = context_from_environment()
-    if not context.enabled:
-        processes = resolve_processes(train_cfg.get("processes", 1), choose_device(train_cfg["device"]))
-        if processes > 1:
-            # bad input fails here, with the input error, before any process starts
-            DistributedContext(world_size=processes).shard(train_cfg["batch_size"])
-            _read_split(split_path)
-            PreparedData.load(volumes_path)
-            return launch_torchrun(processes, volumes_path, split_path, config, out, usable_threads(threads))
-    device = context.device(choose_device(train_cfg["device"]))
-    start_process_group(context, device)
-    try:
-        return _train(volumes_path, split_path, config, out, threads, progress, context, device)
-    finally:
-        stop_process_group()
-
-
-def _read_split(split_path):
-    from .preprocessing import RunSplit
-
-    split = RunSplit.read(split_path)
-    if set(split.test_runs) & set(split.train_runs):
-        raise ModalMergeInputError(f"{split_path}: runs {sorted(set(split.test_runs) & set(split.train_runs))} are both train and test.")
-    return split
-
-
-def _train(volumes_path, split_path, config: dict, out: dict, threads: int, progress: bool,
-           context: DistributedContext, device: torch.device) -> dict:
-    torch.set_num_threads(usable_threads(threads))
-    train_cfg, model_cfg, diffusion_cfg = config["train"], config["model"], config["diffusion"]
-    torch.manual_seed(train_cfg["seed"])
-    data = PreparedData.load(volumes_path)
-    split = _read_split(split_path)
-    clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, split.train_runs, model_cfg["clip_length"])
-    heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
-    diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
-                                gradient_checkpointing=train_cfg["gradient_checkpointing"])
-    metadata = {
-        "config": {"model": model_cfg, "diffusion": diffusion_cfg, "train": train_cfg},
-        "grid_shape": list(data.X.shape[1:]), "class_names": data.class_names.tolist(),
-        "affine": data.affine.tolist(), "source_affine": data.source_affine.tolist(),
-        "source_shape": data.source_shape.tolist(), "bbox_start": data.bbox_start.tolist(),
-        "train_runs": split.train_runs, "test_runs": split.test_runs, "seed": train_cfg["seed"],
-        "normalization": "per-run detrended z-scores (prep stage); mask in 'model' buffers",
-        "processes": context.world_size,
-    }
-    trainer = Trainer(diffusion, clips, clip_labels, train_cfg, out["checkpoint"], metadata,
-                      heldout=(heldout[0], heldout[1]), device=device, progress=progress, context=context)
-    summary = trainer.train(out["log"])
-    if not context.is_main:
-        context.barrier()  # wait for rank 0 to write the outputs
-        return summary
-    heldout_tensors = (torch.as_tensor(heldout[0]), torch.as_tensor(heldout[1], dtype=torch.long))
-    timesteps, errors = heldout_denoising_error(trainer.ema_diffusion(), *heldout_tensors)
-    _, raw_errors = heldout_denoising_error(diffusion, *heldout_tensors)
-    final = trainer.state_dict()
-    final.pop("opt")  # the optimiser state (half the size) lives on in the rolling checkpoint only
-    save_checkpoint_atomic(final, Path(out["model"]))
-    n_params = sum(p.numel() for p in diffusion.network.parameters())
-    summary.update({
-        "device": str(device), "threads": torch.get_num_threads(), "processes": context.world_size,
-        "parameters": n_params,
-        "n_training_clips": int(len(clips)), "train_runs": split.train_runs, "test_runs": split.test_runs,
-        "clips_per_s": summary["steps"] * train_cfg["batch_size"] / max(summary["train_time_s"], 1e-9),
-        "trivial_baseline_loss": 1.0,
-        "heldout_denoising_error_by_timestep": {"timestep": timesteps, "error_ema": errors, "error_raw": raw_errors},
-        "heldout_denoising_error_ema": float(np.mean(errors)), "heldout_denoising_error_raw": float(np.mean(raw_errors)),
-        "seed": train_cfg["seed"],
-        # provenance on a cluster: which SLURM job trained, with how many GPUs (null elsewhere)
-        "slurm": ({"job_id": os.environ["SLURM_JOB_ID"], "gpus_given": gpus_given_by_slurm()}
-                  if "SLURM_JOB_ID" in os.environ else None),
-    })
-    Path(out["summary"]).write_text(json.dumps(summary, indent=2))
-    context.barrier()
-    return summary

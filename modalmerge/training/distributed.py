@@ -3,7 +3,7 @@ the gradients (NCCL between GPUs, gloo on CPUs). Nothing here schedules jobs.
 
 One process stays the default. With ``train.processes`` above 1 (or ``auto`` inside a SLURM job
 that was given several GPUs), the train stage starts ``python -m torch.distributed.run``
-(torchrun) on :mod:`modalmerge.train_cli`; each process finds its rank in the environment
+(torchrun) on :mod:`modalmerge.stages.train_cli`; each process finds its rank in the environment
 torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``). A user
 who launches torchrun (or ``srun torchrun``) across nodes directly gets the same code path.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .errors import ModalMergeInputError
+from ..errors import ModalMergeInputError
 
 log = logging.getLogger("modalmerge")
 
@@ -125,19 +125,17 @@ def resolve_processes(requested: int | str, device: torch.device) -> int:
     return processes
 
 
-def launch_torchrun(processes: int, volumes_path: str | Path, split_path: str | Path, config: dict, out: dict,
-                    threads: int) -> dict:
-    """Run :func:`modalmerge.training.train_subject` in ``processes`` processes on this node under
-    torchrun; stream their output into this process's log; return rank 0's summary."""
+def launch_torchrun(processes: int, module: str, job: dict, threads: int) -> None:
+    """Run ``python -m module --job job.json`` in ``processes`` processes on this node under torchrun
+    (each process gets ``threads // processes`` threads); stream their output into this process's
+    log; raise if any process fails."""
     threads_each = max(1, threads // processes)
     with tempfile.TemporaryDirectory(prefix="modalmerge-torchrun-") as work:
         job_path = Path(work) / "job.json"
-        job_path.write_text(json.dumps({"volumes": str(volumes_path), "split": str(split_path), "config": config,
-                                        "out": {key: str(path) for key, path in out.items()},
-                                        "threads": threads_each}))
+        job_path.write_text(json.dumps({**job, "threads": threads_each}))
         # one argument after the module: torchrun's parser would take (prefixes of) its own options
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                   "-m", "modalmerge.train_cli", "--job", str(job_path)]
+                   "-m", module, "--job", str(job_path)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads_each), PYTHONUNBUFFERED="1")
         log.info("training in %d processes: %s", processes, " ".join(command))
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
@@ -150,4 +148,3 @@ def launch_torchrun(processes: int, volumes_path: str | Path, split_path: str | 
     if code != 0:
         raise RuntimeError(f"distributed training ({processes} processes) failed with exit code {code}; "
                            "last lines:\n" + "\n".join(tail))
-    return json.loads(Path(out["summary"]).read_text())

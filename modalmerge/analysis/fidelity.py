@@ -1,4 +1,4 @@
-"""evaluate-SSIM: fidelity of the synthetic fMRI on held-out runs, every number beside its
+"""evaluate-SSIM, the science: fidelity of the synthetic fMRI on held-out runs, every number beside its
 real-vs-real ceiling and trivial baselines.
 
 The headline is SSIM of per-category mean maps on z-scored data, as a fraction of the ceiling
@@ -8,19 +8,12 @@ category-specificity gap, which a generator that ignores the category cannot win
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-from sklearn.svm import LinearSVC
 
-from . import fidelity as F
-from .atomic import atomic_file
-from .preprocessing import PreparedData
-
-log = logging.getLogger("modalmerge")
+from ..data.dataset import PreparedData
+from . import fidelity_metrics as F
+from .decoding import linear_svm
 
 RAW_SSIM_NOTE = ("Raw-intensity SSIM compares images dominated by the static EPI anatomy: every protocol, "
                  "noise included, scores near 1, so it says nothing about brain activity. Shown only to "
@@ -33,11 +26,6 @@ def contiguous_segments(design_run: np.ndarray) -> np.ndarray:
     return np.cumsum(np.r_[True, design_run[1:] != design_run[:-1]])
 
 
-def linear_decoder():
-    """The classical decoder used for category fidelity and TSTR (LinearSVC, C=0.01)."""
-    return LinearSVC(C=0.01, max_iter=5000)
-
-
 def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_permutations: int = 200) -> tuple[dict, pd.DataFrame]:
     """All fidelity numbers; ``synthetic`` holds ``X`` (n, x, y, z), ``label_ids``, ``design_run``.
 
@@ -46,7 +34,7 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     rng = np.random.default_rng(seed)
     mask = data.mask
     class_names = list(data.class_names)
-    categories = list(range(len(class_names) - 1))  # the last class is rest
+    categories = data.categories
     train, test = ~data.is_test, data.is_test
     X_train, y_train = data.X[train], data.label_ids[train]
     X_test, y_test = data.X[test], data.label_ids[test]
@@ -161,19 +149,19 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
 
     # usefulness: category fidelity, TSTR vs TRTR, diversity, memorisation
     cat_train, cat_test, cat_syn = np.isin(y_train, categories), np.isin(y_test, categories), np.isin(y_syn, categories)
-    decoder = linear_decoder().fit(A_train[cat_train], y_train[cat_train])
+    decoder = linear_svm().fit(A_train[cat_train], y_train[cat_train])
     results["category_fidelity"] = float((decoder.predict(A_syn[cat_syn]) == y_syn[cat_syn]).mean())
     results["category_fidelity_real_heldout"] = float((decoder.predict(A_test[cat_test]) == y_test[cat_test]).mean())
     results["category_fidelity_chance"] = float(1 / len(categories))
     results["category_fidelity_note"] = ("a classifier trained on real training runs, scored on synthetic volumes by their "
                                          "conditioning label; guidance inflates it, so read it beside the real held-out figure, "
                                          "never as realism")
-    tstr = linear_decoder().fit(A_syn[cat_syn], y_syn[cat_syn])
+    tstr = linear_svm().fit(A_syn[cat_syn], y_syn[cat_syn])
     results["tstr_accuracy"] = float((tstr.predict(A_test[cat_test]) == y_test[cat_test]).mean())
     results["trtr_accuracy"] = results["category_fidelity_real_heldout"]
     shuffled_labels = rng.permutation(y_train[cat_train])
     results["trtr_shuffled_labels_accuracy"] = float(
-        (linear_decoder().fit(A_train[cat_train], shuffled_labels).predict(A_test[cat_test]) == y_test[cat_test]).mean())
+        (linear_svm().fit(A_train[cat_train], shuffled_labels).predict(A_test[cat_test]) == y_test[cat_test]).mean())
     results["diversity_mean_pairwise_ssim"] = {
         "synthetic": float(np.mean([F.mean_pairwise_ssim(X_syn[y_syn == c], mask, data_range, window, 25, seed) for c in categories])),
         "heldout_real": float(np.mean([F.mean_pairwise_ssim(X_test[y_test == c], mask, data_range, window, 25, seed) for c in categories])),
@@ -213,23 +201,3 @@ def raw_intensity_ssim(data: PreparedData, X_raw, syn_means, categories, window,
     return {"ssim_raw_intensity": score(synthetic), "ssim_raw_intensity_ceiling": score(ceiling),
             "ssim_raw_intensity_baselines": {"single_gaussian_noise_volume": score(noise)},
             "ssim_raw_intensity_note": RAW_SSIM_NOTE}
-
-
-def evaluate_subject(volumes_path, synthetic_path, out: dict, seed: int = 0, n_permutations: int = 200) -> dict:
-    """evaluate_ssim for one subject; ``out`` keys: ``json``, ``tsv``, ``figure_slices``, ``figure_ssim``."""
-    from .figures import plot_real_vs_synthetic, plot_ssim_distributions
-
-    data = PreparedData.load(volumes_path, with_raw=True)
-    with np.load(synthetic_path) as npz:
-        synthetic = {k: npz[k] for k in ("X", "label_ids", "design_run")}
-        synthetic["sampler"], synthetic["guidance_scale"] = str(npz["sampler"]), float(npz["guidance_scale"])
-    results, table = evaluate_fidelity(data, synthetic, seed, n_permutations)
-    with atomic_file(out["json"]) as tmp:
-        tmp.write_text(json.dumps(results, indent=2))
-    with atomic_file(out["tsv"]) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    with atomic_file(out["figure_slices"]) as tmp:
-        plot_real_vs_synthetic(data, synthetic, tmp)
-    with atomic_file(out["figure_ssim"]) as tmp:
-        plot_ssim_distributions(results, tmp)
-    return {k: results[k] for k in ("ssim", "ssim_ceiling", "ssim_fraction_of_ceiling", "category_specificity_gap")}

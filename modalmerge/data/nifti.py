@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .errors import ModalMergeInputError
+from ..errors import ModalMergeInputError
 
 
 def load_nifti(path: str | Path, ndim: int | None = None, what: str = "image") -> nib.Nifti1Image:

@@ -1,0 +1,114 @@
+"""Stage runner of decode: every decoder of one subject on the held-out runs; outputs written atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_average, classical_decoders,
+                                 heldout_split_decoding, leave_one_run_out, linear_svm)
+from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder_probe_decoding
+from ..atomic import atomic_file
+from ..data.dataset import PreparedData
+from ..diffusion.checkpoints import load_diffusion
+from ..runtime import choose_device, usable_threads
+from .figures import plot_confusion_matrices, plot_decoding_accuracy
+
+log = logging.getLogger("modalmerge")
+
+
+def read_synthetic_volumes(synthetic_path, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every synthetic volume of ``synthetic.npz`` (runs, then per-category clips) as rows
+    ``(n, n_voxels)`` inside ``mask``, with its label ids."""
+    with np.load(synthetic_path) as npz:
+        syn_X = npz["X"][:, mask]
+        syn_y = npz["label_ids"]
+        extra = npz["category_clips"]
+        if len(extra):
+            syn_X = np.concatenate([syn_X, extra.reshape(-1, *extra.shape[2:])[:, mask]])
+            syn_y = np.concatenate([syn_y, np.repeat(npz["category_clip_label_ids"], extra.shape[1])])
+    return syn_X, syn_y
+
+
+def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, device: str = "cpu", threads: int = 1):
+    """Run every decoder; return ``(results_by_decoder, timings)``."""
+    torch.set_num_threads(usable_threads(threads))
+    data = PreparedData.load(volumes_path)
+    categories = data.categories
+    is_category = data.label_ids != data.rest_id
+    X = data.X[:, data.mask][is_category]
+    y = data.label_ids[is_category]
+    runs = data.runs[is_category]
+    train_runs, test_runs = data.train_runs, data.test_runs
+    n_perm, seed = config["n_permutations"], config["seed"]
+    results, timings = {}, {}
+
+    def run(name, fn):
+        started = time.perf_counter()
+        results[name] = fn()
+        timings[name] = time.perf_counter() - started
+        log.info("%s: accuracy %.3f", name, results[name]["accuracy"])
+
+    for name, estimator in classical_decoders().items():
+        run(name, lambda e=estimator: {**heldout_split_decoding(e, X, y, runs, train_runs, test_runs, categories, n_perm, seed),
+                                       "leave_one_run_out": leave_one_run_out(e, X, y, runs, categories)})
+    Xb, yb, rb = block_average(X, y, runs)
+    run("linear_svm_block_averaged", lambda: {**heldout_split_decoding(linear_svm(), Xb, yb, rb, train_runs, test_runs, categories, n_perm, seed),
+                                              "leave_one_run_out": leave_one_run_out(linear_svm(), Xb, yb, rb, categories)})
+    if config["nilearn_decoder"]:
+        import nibabel as nib
+        mask_img = nib.Nifti1Image(data.mask.astype(np.uint8), data.affine)
+        run("nilearn_decoder", lambda: heldout_split_decoding(NilearnDecoder(mask_img, seed=seed), X, y, runs, train_runs,
+                                                              test_runs, categories, min(n_perm, config["n_permutations_slow"]), seed))
+
+    if checkpoint_path is not None:
+        diffusion, meta = load_diffusion(checkpoint_path, choose_device(device))
+        clip_length = meta["config"]["model"]["clip_length"]
+        run("diffusion_classifier", lambda: diffusion_classifier_decoding(
+            diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
+            config["diffusion_pairs"], n_perm, seed))
+        run("diffusion_encoder_features", lambda: encoder_probe_decoding(
+            diffusion, data.X, data.runs, is_category, y, runs, train_runs, test_runs, categories, clip_length, n_perm, seed))
+
+    if synthetic_path is not None:
+        syn_X, syn_y = read_synthetic_volumes(synthetic_path, data.mask)
+        run("diffusion_augmented_svm", lambda: augmentation_curve(
+            X, y, runs, train_runs, test_runs, categories, syn_X, syn_y, config["augmentation_fractions"],
+            config["augmentation_fraction"], n_perm, seed))
+    return results, timings
+
+
+def write_decoding_outputs(results: dict, timings: dict, class_names, out: dict) -> None:
+    """``out`` keys: ``json`` (decoding.json), ``confusion`` (NPZ), ``table`` (TSV), ``figure``, ``figure_confusion``."""
+    for name, seconds in timings.items():
+        results[name]["runtime_s"] = seconds
+    with atomic_file(out["json"]) as tmp:
+        tmp.write_text(json.dumps({"class_names": list(class_names), "decoders": results}, indent=2))
+    with atomic_file(out["confusion"]) as tmp:
+        np.savez_compressed(tmp, class_names=np.array(class_names),
+                            **{name: np.array(r["confusion_matrix"]) for name, r in results.items()})
+    rows = [{"decoder": name, "accuracy": r["accuracy"], "accuracy_std_over_runs": float(np.std(r["fold_scores"])),
+             "balanced_accuracy": r["balanced_accuracy"], "chance": r["chance"], "p_value": r["p_value"],
+             "n_permutations": r["n_permutations"],
+             "loro_accuracy": r.get("leave_one_run_out", {}).get("accuracy", np.nan), "runtime_s": r["runtime_s"]}
+            for name, r in results.items()]
+    with atomic_file(out["table"]) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    with atomic_file(out["figure"]) as tmp:
+        plot_decoding_accuracy(results, tmp)
+    with atomic_file(out["figure_confusion"]) as tmp:
+        plot_confusion_matrices(results, class_names, tmp)
+
+
+def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, out: dict, device: str = "cpu",
+                 threads: int = 1) -> dict:
+    """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
+    :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
+    results, timings = decode_subject(volumes_path, checkpoint_path, synthetic_path, config, device, threads)
+    write_decoding_outputs(results, timings, PreparedData.load(volumes_path).category_names, out)
+    return {name: round(result["accuracy"], 3) for name, result in results.items()}

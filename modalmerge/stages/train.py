@@ -1,0 +1,105 @@
+"""Stage runner of train_diffusion: clips of the training runs only, one process or several.
+
+:func:`train_subject` is what the rule calls. With ``train.processes`` above 1 it starts torchrun
+on :mod:`modalmerge.stages.train_cli`, whose processes each run :func:`train_process`; otherwise
+it runs :func:`train_process` itself. Rank 0 writes every output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.clips import make_clips
+from ..data.dataset import PreparedData, RunSplit
+from ..diffusion.checkpoints import build_diffusion, save_checkpoint_atomic
+from ..runtime import choose_device, usable_threads
+from ..training.distributed import (DistributedContext, context_from_environment, gpus_given_by_slurm,
+                                    launch_torchrun, resolve_processes, start_process_group, stop_process_group)
+from ..training.trainer import Trainer, heldout_denoising_error
+
+WORKER_MODULE = "modalmerge.stages.train_cli"
+
+
+def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict, out: dict,
+                  threads: int = 1, progress: bool = True) -> dict:
+    """train-diffusion for one subject; ``out`` keys: ``model`` (final checkpoint), ``log``
+    (training_log.tsv), ``summary`` (JSON), ``checkpoint`` (rolling checkpoint, not a workflow output)."""
+    train_cfg = config["train"]
+    processes = resolve_processes(train_cfg.get("processes", 1), choose_device(train_cfg["device"]))
+    if processes == 1:
+        return train_process(volumes_path, split_path, config, out, threads, progress)
+    # bad input fails here, with the input error, before any process starts
+    DistributedContext(world_size=processes).shard(train_cfg["batch_size"])
+    RunSplit.read(split_path)
+    PreparedData.load(volumes_path)
+    job = {"volumes": str(volumes_path), "split": str(split_path), "config": config,
+           "out": {key: str(path) for key, path in out.items()}}
+    launch_torchrun(processes, WORKER_MODULE, job, usable_threads(threads))
+    return json.loads(Path(out["summary"]).read_text())
+
+
+def train_process(volumes_path, split_path, config: dict, out: dict, threads: int = 1, progress: bool = True) -> dict:
+    """One training process (the only one, or one rank under torchrun); rank 0 writes ``out``."""
+    context = context_from_environment()
+    device = context.device(choose_device(config["train"]["device"]))
+    start_process_group(context, device)
+    try:
+        return _train(volumes_path, split_path, config, out, threads, progress, context, device)
+    finally:
+        stop_process_group()
+
+
+def _train(volumes_path, split_path, config: dict, out: dict, threads: int, progress: bool,
+           context: DistributedContext, device: torch.device) -> dict:
+    torch.set_num_threads(usable_threads(threads))
+    train_cfg, model_cfg, diffusion_cfg = config["train"], config["model"], config["diffusion"]
+    torch.manual_seed(train_cfg["seed"])
+    data = PreparedData.load(volumes_path)
+    split = RunSplit.read(split_path)
+    clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, split.train_runs, model_cfg["clip_length"])
+    heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
+    diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
+                                gradient_checkpointing=train_cfg["gradient_checkpointing"])
+    metadata = {
+        "config": {"model": model_cfg, "diffusion": diffusion_cfg, "train": train_cfg},
+        "grid_shape": list(data.X.shape[1:]), "class_names": data.class_names.tolist(),
+        "affine": data.affine.tolist(), "source_affine": data.source_affine.tolist(),
+        "source_shape": data.source_shape.tolist(), "bbox_start": data.bbox_start.tolist(),
+        "train_runs": split.train_runs, "test_runs": split.test_runs, "seed": train_cfg["seed"],
+        "normalization": "per-run detrended z-scores (prep stage); mask in 'model' buffers",
+        "processes": context.world_size,
+    }
+    trainer = Trainer(diffusion, clips, clip_labels, train_cfg, out["checkpoint"], metadata,
+                      heldout=(heldout[0], heldout[1]), device=device, progress=progress, context=context)
+    summary = trainer.train(out["log"])
+    if not context.is_main:
+        context.barrier()  # wait for rank 0 to write the outputs
+        return summary
+    heldout_tensors = (torch.as_tensor(heldout[0]), torch.as_tensor(heldout[1], dtype=torch.long))
+    timesteps, errors = heldout_denoising_error(trainer.ema_diffusion(), *heldout_tensors)
+    _, raw_errors = heldout_denoising_error(diffusion, *heldout_tensors)
+    final = trainer.state_dict()
+    final.pop("opt")  # the optimiser state (half the size) lives on in the rolling checkpoint only
+    save_checkpoint_atomic(final, Path(out["model"]))
+    n_params = sum(p.numel() for p in diffusion.network.parameters())
+    summary.update({
+        "device": str(device), "threads": torch.get_num_threads(), "processes": context.world_size,
+        "parameters": n_params,
+        "n_training_clips": int(len(clips)), "train_runs": split.train_runs, "test_runs": split.test_runs,
+        "clips_per_s": summary["steps"] * train_cfg["batch_size"] / max(summary["train_time_s"], 1e-9),
+        "trivial_baseline_loss": 1.0,
+        "heldout_denoising_error_by_timestep": {"timestep": timesteps, "error_ema": errors, "error_raw": raw_errors},
+        "heldout_denoising_error_ema": float(np.mean(errors)), "heldout_denoising_error_raw": float(np.mean(raw_errors)),
+        "seed": train_cfg["seed"],
+        # provenance on a cluster: which SLURM job trained, with how many GPUs (null elsewhere)
+        "slurm": ({"job_id": os.environ["SLURM_JOB_ID"], "gpus_given": gpus_given_by_slurm()}
+                  if "SLURM_JOB_ID" in os.environ else None),
+    })
+    Path(out["summary"]).write_text(json.dumps(summary, indent=2))
+    context.barrier()
+    return summary
