@@ -9,6 +9,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig, path) -> None:
+    """Lay out, write as PNG (110 dpi) and close."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
 def orthogonal_slices(volume: np.ndarray) -> list[np.ndarray]:
     """The middle slice along every non-singleton axis (one 2D image for a single-slice grid)."""
     if 1 in volume.shape:
@@ -38,9 +45,7 @@ def plot_real_vs_synthetic(data, synthetic: dict, path, vmax: float | None = Non
                 ax.set_title("held-out real" if col < views else "synthetic", fontsize=8)
         axes[row, 0].set_ylabel(str(data.class_names[c]), fontsize=8)
     fig.suptitle(f"Category mean maps (z), colour range ±{vmax:.2f}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_ssim_distributions(results: dict, path) -> None:
@@ -61,9 +66,7 @@ def plot_ssim_distributions(results: dict, path) -> None:
         right.text(value, right.get_ylim()[1] * 0.9, name.replace("_", " "), rotation=90, fontsize=7, va="top")
     right.set_xlabel("SSIM with the nearest held-out real volume of the same category")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_decoding_accuracy(results: dict, path) -> None:
@@ -82,9 +85,7 @@ def plot_decoding_accuracy(results: dict, path) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy on the held-out runs (bars: spread over runs; black tick: 95th pct of the permutation null)")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrices(results: dict, class_names, path) -> None:
@@ -102,9 +103,7 @@ def plot_confusion_matrices(results: dict, class_names, path) -> None:
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_roc_curves(results: dict, path) -> None:
@@ -117,9 +116,7 @@ def plot_roc_curves(results: dict, path) -> None:
     ax.set_ylabel("true positive rate")
     ax.set_title("All anomaly types at their default strength", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_auroc_vs_strength(results: dict, path) -> None:
@@ -137,9 +134,7 @@ def plot_auroc_vs_strength(results: dict, path) -> None:
         ax.axhline(0.5, color="k", ls=":", lw=1)
     axes[0, 0].set_ylabel("clip AUROC")
     axes[0, -1].legend(fontsize=5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_anomaly_examples(injected: dict, mask, score_maps, default_strengths: dict, path) -> None:
@@ -166,6 +161,4 @@ def plot_anomaly_examples(injected: dict, mask, score_maps, default_strengths: d
             if row == 0:
                 ax.set_title(title, fontsize=8)
         axes[row, 0].set_ylabel(f"{kind}\n({default_strengths[kind]:g})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

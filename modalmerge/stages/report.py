@@ -66,8 +66,7 @@ def data_section(prep: dict, split: dict) -> list[str]:
 
 def training_section(training_summary, training_log) -> list[str]:
     """Training numbers and curves."""
-    parts = []
-    parts.append('<h2 id="training">Training</h2>')
+    parts = ['<h2 id="training">Training</h2>']
     if training_summary:
         parts.append(table([[training_summary["parameters"], training_summary["steps"], training_summary["train_time_s"],
                              training_summary["device"], training_summary["final_loss"],
@@ -84,8 +83,7 @@ def training_section(training_summary, training_log) -> list[str]:
 
 def diffusion_section(snapshots, sampling_summary) -> list[str]:
     """The reverse process as a strip of x_t snapshots, and the sampler's numbers."""
-    parts = []
-    parts.append('<h2 id="diffusion-process">The diffusion process</h2>')
+    parts = ['<h2 id="diffusion-process">The diffusion process</h2>']
     strip = diffusion_strip(snapshots) if snapshots else None
     parts.append(img(strip, "Reverse process from pure noise (left, t=1000) to a sample (right, t=0), one row per category "
                  "(middle frame of the clip, z units).", "diffusion strip") if strip else not_run("sample"))
@@ -98,8 +96,7 @@ def diffusion_section(snapshots, sampling_summary) -> list[str]:
 
 def fidelity_sections(fidelity, figure_slices, figure_ssim) -> list[str]:
     """Real vs synthetic maps and every fidelity number beside its ceiling and baselines."""
-    parts = []
-    parts.append('<h2 id="real-vs-synthetic">Real vs synthetic</h2>')
+    parts = ['<h2 id="real-vs-synthetic">Real vs synthetic</h2>']
     parts.append(img(png_file_to_base64(figure_slices), "Category mean maps of held-out real runs (left) and "
                      "synthetic volumes (right), same colour range.", "real vs synthetic") if fidelity else not_run("evaluate_ssim"))
     parts.append('<h2 id="fidelity">Fidelity</h2>')
@@ -133,8 +130,7 @@ def fidelity_sections(fidelity, figure_slices, figure_ssim) -> list[str]:
 
 def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:
     """Every decoder with chance, p-value and leave-one-run-out."""
-    parts = []
-    parts.append('<h2 id="decoding">Decoding</h2>')
+    parts = ['<h2 id="decoding">Decoding</h2>']
     if decoding:
         rows = [[name, d["accuracy"], float(np.std(d["fold_scores"])), d["balanced_accuracy"], d["chance"], d["p_value"],
                  d["n_permutations"], d.get("leave_one_run_out", {}).get("accuracy"), d.get("runtime_s")]
@@ -151,8 +147,7 @@ def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:
 
 def anomalies_section(auc, inputs: dict) -> list[str]:
     """Every detector, pooled and per type, with examples, ROC and strength curves."""
-    parts = []
-    parts.append('<h2 id="anomalies">Anomalies</h2>')
+    parts = ['<h2 id="anomalies">Anomalies</h2>']
     if auc:
         kinds = list(auc["default_strengths"])
         rows = [[name, e["auroc"]] + [e["by_type"].get(k, {}).get("auroc") for k in kinds] for name, e in auc["detectors"].items()]
@@ -167,8 +162,7 @@ def anomalies_section(auc, inputs: dict) -> list[str]:
 
 def interpretability_section(inputs: dict, volumes_path) -> list[str]:
     """Spatial and temporal attention maps per category."""
-    parts = []
-    parts.append('<h2 id="interpretability">Interpretability</h2>')
+    parts = ['<h2 id="interpretability">Interpretability</h2>']
     spatial, temporal = attention_figures(inputs.get("attention_nifti", ""), inputs.get("attention_temporal", ""), volumes_path) \
         if inputs.get("attention_nifti") else (None, None)
     if spatial:
@@ -183,8 +177,7 @@ def interpretability_section(inputs: dict, volumes_path) -> list[str]:
 
 def provenance_section(prov: dict, seeds: dict, config: dict) -> list[str]:
     """Versions, runtimes, commit, seeds and the configuration."""
-    parts = []
-    parts.append('<h2 id="provenance">Provenance</h2>')
+    parts = ['<h2 id="provenance">Provenance</h2>']
     parts.append(table([[k, v] for k, v in prov["versions"].items()], ["package", "version"]))
     parts.append(table([[k, v["seconds"], v["max_rss_mb"]] for k, v in prov["runtimes"].items()], ["rule", "seconds", "max RSS (MB)"]))
     parts.append(f"<p>git commit {html.escape(prov['git_commit'])}{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''}; "
