@@ -1,4 +1,8 @@
-"""Write outputs all-or-nothing, so a failed stage never leaves partial files behind."""
+"""Write outputs all-or-nothing, so a failed stage never leaves partial files behind.
+
+Temporary files and folders are made private by ``tempfile``; before the rename they get the
+mode the user's umask gives new files (so colleagues on a shared filesystem can open the report).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, target: Path, mode: int) -> None:
+    """Give ``tmp`` the umask-respecting ``mode`` and rename it to ``target``."""
+    os.chmod(tmp, mode & ~current_umask())
+    os.replace(tmp, target)
 
 
 @contextlib.contextmanager
@@ -22,7 +39,7 @@ def atomic_directory(target: str | os.PathLike):
         raise
     if target.exists():
         shutil.rmtree(target)
-    os.replace(tmp, target)
+    _publish(tmp, target, 0o777)
 
 
 @contextlib.contextmanager
@@ -39,4 +56,4 @@ def atomic_file(target: str | os.PathLike):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, target)
+    _publish(tmp, target, 0o666)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from pathlib import Path
 
@@ -56,3 +57,32 @@ def check_same_grid(img: nib.Nifti1Image, reference: nib.Nifti1Image, what: str,
             f"Expected:\n{np.round(reference.affine, 3)}\nGot:\n{np.round(img.affine, 3)}\n"
             "Resample the mask to the BOLD grid (e.g. nilearn.image.resample_to_img)."
         )
+
+
+def header_tr(image: nib.Nifti1Image) -> float | None:
+    """The repetition time in seconds from a 4D NIfTI header, or None where the header does not say."""
+    zoom = float(image.header.get_zooms()[3]) if len(image.header.get_zooms()) > 3 else 0.0
+    unit = image.header.get_xyzt_units()[1]
+    scale = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(unit)
+    if zoom <= 0 or (scale is None and zoom == 1.0):  # 0 or an unlabelled 1: no TR recorded
+        return None
+    return zoom * (scale or 1.0)
+
+
+def check_bold_values(image: nib.Nifti1Image, path: Path, limit: float = 1e10) -> None:
+    """Refuse absurd intensities (a wrong scl_slope, a corrupt file); warn on integer data at its
+    type's limits (values that overflowed or wrapped around when the file was written)."""
+    data = np.asarray(image.dataobj)
+    largest = float(np.abs(data).max()) if data.size else 0.0
+    if largest > limit:
+        raise ModalMergeInputError(
+            f"BOLD {path} has values of magnitude up to {largest:.3g} (BOLD intensities are far below {limit:.0e}); "
+            "z-scoring them overflows. The file is corrupt or scaled wrongly (check scl_slope/scl_inter).")
+    stored = image.get_data_dtype()
+    if np.issubdtype(stored, np.integer) and image.header.get_slope_inter() in ((None, None), (1.0, 0.0)):
+        info = np.iinfo(stored)
+        at_limit = int(np.sum((data == info.min) | (data == info.max)))
+        if at_limit:
+            warnings.warn(f"BOLD {path} is stored as {stored} and {at_limit} value(s) sit at the type's limits "
+                          f"({info.min}, {info.max}): the data may have overflowed or wrapped around when written. "
+                          "Check the export (float32 avoids it).", UserWarning, stacklevel=2)

@@ -36,7 +36,8 @@ def label_volumes(events: pd.DataFrame, n_volumes: int, tr: float, shift_volumes
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
     """The tightest box around the mask's non-zero voxels, one slice per axis."""
     if not mask.any():
-        raise ModalMergeInputError("The mask is empty: no voxel is inside it.")
+        raise ModalMergeInputError("The mask is empty: no voxel is inside it (after removing constant voxels, if "
+                                   "prep.drop_constant_voxels is on). Choose another prep.mask or check the mask file.")
     index = np.argwhere(mask)
     low, high = index.min(axis=0), index.max(axis=0) + 1
     return tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))
@@ -92,8 +93,19 @@ class VolumeNormalizer(BaseEstimator):
         """Cleaned signals, shape ``(n_volumes, n_voxels)``, each run cleaned on its own."""
         check_is_fitted(self, "masker_")
         signals = []
-        for bold in bolds:
-            signals.append(self.masker_.transform(bold).astype(np.float32))
+        for bold, run in zip(bolds, runs):
+            cleaned = self.masker_.transform(bold).astype(np.float32)
+            # a voxel that comes out constant or non-finite was not cleanable (e.g. values near 1e30
+            # overflow the variance): refuse rather than train on zeros
+            broken = ~np.isfinite(cleaned).all(axis=0)
+            if self.standardize:
+                broken |= cleaned.std(axis=0) == 0
+            if broken.any():
+                raise ModalMergeInputError(
+                    f"{int(broken.sum())} voxel(s) of run {run} are constant or not finite after detrending and "
+                    "z-scoring (extreme or corrupt values in the BOLD file). Check the run's data, or exclude those "
+                    "voxels with a tighter mask (prep.mask).")
+            signals.append(cleaned)
         return np.concatenate(signals)
 
     def to_grid(self, signals: np.ndarray) -> np.ndarray:
@@ -137,6 +149,10 @@ def preprocess(dataset: Dataset, mask: str = "auto", detrend: bool = True, stand
     if mask == "auto":
         mask = "brain" if "brain" in dataset.manifest["masks"] else "nonzero"
     mask_img = load_nifti(dataset.mask_path(mask), ndim=3, what=f"mask '{mask}'")
+    if not np.asarray(mask_img.dataobj).any():
+        raise ModalMergeInputError(
+            f"The mask '{mask}' ({dataset.mask_path(mask)}) is empty: no voxel is inside it. Set prep.mask to another of "
+            f"{sorted(dataset.manifest['masks'])}, or fix the mask file of your study (data.custom.mask).")
     runs = dataset.runs
     bolds = [load_nifti(dataset.bold_path(r), ndim=4, what=f"BOLD of run {r}") for r in runs]
     split = RunSplit.from_config(runs, list(test_runs if test_runs is not None else runs[-3:]), n_folds)

@@ -27,8 +27,8 @@ from .. import HAXBY_CATEGORIES, REST_LABEL
 from ..atomic import atomic_directory
 from ..errors import ModalMergeInputError
 from .download import default_cache_dir, download_sdist, safe_extract
-from .layout import RunData, nonzero_mask, write_normalized_dataset
-from .nifti import load_nifti
+from .layout import RunData, nonzero_mask, read_events, write_normalized_dataset
+from .nifti import check_bold_values, check_same_grid, header_tr, load_nifti
 
 EMBEDDED_ARCHIVE = {
     "project": "pymvpa2",
@@ -179,19 +179,51 @@ def prepare_nilearn(dest: Path, subject: str, categories: list[str], data_dir: s
 def prepare_custom(dest: Path, subject: str, categories: list[str], bold: str, events: str,
                    mask: str, runs: list[int], tr: float) -> Path:
     """The user's own study: path patterns with ``{subject}`` and ``{run}`` -> normalised layout."""
+    duplicates = sorted({r for r in runs if runs.count(r) > 1})
+    if duplicates:
+        raise ModalMergeInputError(f"data.custom.runs lists run(s) {duplicates} more than once ({runs}); list each run once.")
     run_data = []
     for run in runs:
-        bold_path = Path(bold.format(subject=subject, run=run))
-        events_path = Path(events.format(subject=subject, run=run))
-        if not events_path.exists():
-            raise ModalMergeInputError(f"Events file not found: {events_path} (from data.custom.events).")
-        run_data.append(RunData(run, load_nifti(bold_path, ndim=4, what="BOLD"),
-                                pd.read_csv(events_path, sep="\t"), str(bold_path)))
+        bold_path = custom_path(bold, subject, run, "data.custom.bold")
+        events_path = custom_path(events, subject, run, "data.custom.events")
+        image = load_nifti(bold_path, ndim=4, what="BOLD")
+        check_bold_values(image, bold_path)
+        run_data.append(RunData(run, image, read_events(events_path), str(bold_path), str(events_path)))
+    check_tr(float(tr), run_data)
     mask_path = Path(mask.format(subject=subject))
-    masks = {"custom": load_nifti(mask_path, ndim=3, what="mask"),
-             "nonzero": nonzero_mask([r.bold for r in run_data])}
+    masks = {"custom": load_nifti(mask_path, ndim=3, what="mask")}
+    for run in run_data[1:]:  # before the nonzero mask, which needs one grid
+        check_same_grid(run.bold, run_data[0].bold, f"BOLD {run.bold_source}", f"BOLD {run_data[0].bold_source}")
+    masks["nonzero"] = nonzero_mask([r.bold for r in run_data])
     provenance = {"bold": bold, "events": events, "mask": mask}
     return write_normalized_dataset(Path(dest), subject, "custom", float(tr), run_data, masks, categories, provenance)
+
+
+def custom_path(pattern: str, subject: str, run: int, key: str) -> Path:
+    """``pattern`` filled for one run; a missing file whose zero-padded name exists gets that hint."""
+    path = Path(pattern.format(subject=subject, run=run))
+    if not path.exists():
+        hint = ""
+        if "{run}" in pattern:
+            padded = pattern.replace("{run}", "{run:02d}")
+            if Path(padded.format(subject=subject, run=run)).exists():
+                hint = f" A zero-padded name exists: write the pattern as {padded!r}."
+        raise ModalMergeInputError(f"File not found: {path} (run {run}, from {key}: {pattern!r}).{hint}")
+    return path
+
+
+def check_tr(tr: float, runs: list[RunData]) -> None:
+    """The configured TR must agree with every header that records one, and the headers with each other."""
+    recorded = [(run, header_tr(run.bold)) for run in runs]
+    recorded = [(run, value) for run, value in recorded if value is not None]
+    for run, value in recorded:
+        if abs(value - tr) > 0.01 * tr:
+            raise ModalMergeInputError(
+                f"data.custom.tr is {tr:g} s but the header of {run.bold_source} says {value:g} s: volumes would be "
+                f"labelled at the wrong times. Set data.custom.tr: {value:g} (or fix the header if it is wrong).")
+    if len({round(value, 4) for _, value in recorded}) > 1:
+        listing = ", ".join(f"{run.bold_source}: {value:g} s" for run, value in recorded)
+        raise ModalMergeInputError(f"The runs' headers disagree on the TR ({listing}); every run must share one TR.")
 
 
 def fetch_dataset(data_config: dict, subject: str, dest: str | Path) -> Path:

@@ -2,7 +2,8 @@
 
 :func:`train_subject` is what the rule calls. With ``train.processes`` above 1 it starts torchrun
 on :mod:`modalmerge.stages.train_cli`, whose processes each run :func:`train_process`; otherwise
-it runs :func:`train_process` itself. Rank 0 writes every output.
+it runs :func:`train_process` itself. Rank 0 writes every output. The stage holds a lock on the
+checkpoint, and the trainer stops (checkpoint saved) when the workflow that started it is gone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..diffusion.checkpoints import build_diffusion, save_checkpoint_atomic
 from ..runtime import choose_device, usable_threads
 from ..training.distributed import (DistributedContext, context_from_environment, gpus_given_by_slurm,
                                     launch_torchrun, resolve_processes, start_process_group, stop_process_group)
+from ..training.guard import AncestorWatch, CheckpointLock
 from ..training.trainer import Trainer, heldout_denoising_error
 
 WORKER_MODULE = "modalmerge.stages.train_cli"
@@ -31,16 +33,17 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
     (training_log.tsv), ``summary`` (JSON), ``checkpoint`` (rolling checkpoint, not a workflow output)."""
     train_cfg = config["train"]
     processes = resolve_processes(train_cfg.get("processes", 1), choose_device(train_cfg["device"]))
-    if processes == 1:
-        return train_process(volumes_path, split_path, config, out, threads, progress)
-    # bad input fails here, with the input error, before any process starts
-    DistributedContext(world_size=processes).shard(train_cfg["batch_size"])
-    RunSplit.read(split_path)
-    PreparedData.load(volumes_path)
-    job = {"volumes": str(volumes_path), "split": str(split_path), "config": config,
-           "out": {key: str(path) for key, path in out.items()}}
-    launch_torchrun(processes, WORKER_MODULE, job, usable_threads(threads))
-    return json.loads(Path(out["summary"]).read_text())
+    with CheckpointLock(out["checkpoint"]):
+        if processes == 1:
+            return train_process(volumes_path, split_path, config, out, threads, progress)
+        # bad input fails here, with the input error, before any process starts
+        DistributedContext(world_size=processes).shard(train_cfg["batch_size"])
+        RunSplit.read(split_path)
+        PreparedData.load(volumes_path)
+        job = {"volumes": str(volumes_path), "split": str(split_path), "config": config,
+               "out": {key: str(path) for key, path in out.items()}}
+        launch_torchrun(processes, WORKER_MODULE, job, usable_threads(threads))
+        return json.loads(Path(out["summary"]).read_text())
 
 
 def train_process(volumes_path, split_path, config: dict, out: dict, threads: int = 1, progress: bool = True) -> dict:
@@ -75,7 +78,8 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
         "processes": context.world_size,
     }
     trainer = Trainer(diffusion, clips, clip_labels, train_cfg, out["checkpoint"], metadata,
-                      heldout=(heldout[0], heldout[1]), device=device, progress=progress, context=context)
+                      heldout=(heldout[0], heldout[1]), device=device, progress=progress, context=context,
+                      watch=AncestorWatch())
     summary = trainer.train(out["log"])
     if not context.is_main:
         context.barrier()  # wait for rank 0 to write the outputs

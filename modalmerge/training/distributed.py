@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ModalMergeInputError
+from .guard import die_with_parent
 
 log = logging.getLogger("modalmerge")
 
@@ -138,7 +139,8 @@ def launch_torchrun(processes: int, module: str, job: dict, threads: int) -> Non
                    "-m", module, "--job", str(job_path)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads_each), PYTHONUNBUFFERED="1")
         log.info("training in %d processes: %s", processes, " ".join(command))
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              preexec_fn=die_with_parent) as proc:
             tail = []
             for line in proc.stdout:
                 line = line.rstrip()

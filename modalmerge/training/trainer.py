@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..diffusion.checkpoints import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint_atomic
 from ..diffusion.gaussian import GaussianDiffusion
 from .distributed import DistributedContext
+from .guard import AncestorWatch
 
 log = logging.getLogger("modalmerge")
 LOG_COLUMNS = ["step", "loss", "heldout_loss", "learning_rate", "wall_time_s"]
@@ -106,7 +107,7 @@ class Trainer:
     def __init__(self, diffusion: GaussianDiffusion, clips: np.ndarray, clip_labels: np.ndarray,
                  train_config: dict, checkpoint_path: str | Path, metadata: dict,
                  heldout: tuple[np.ndarray, np.ndarray] | None = None, device: torch.device | None = None,
-                 progress: bool = True, context: DistributedContext | None = None):
+                 progress: bool = True, context: DistributedContext | None = None, watch: AncestorWatch | None = None):
         self.device = device or torch.device("cpu")
         self.context = context or DistributedContext()
         self.shard = self.context.shard(train_config["batch_size"])
@@ -133,6 +134,8 @@ class Trainer:
         self.log_rows: list[list[float]] = []
         self.fingerprint = config_fingerprint(metadata["config"])
         self.use_amp = self.device.type == "cuda" and train_config["mixed_precision"]
+        self.watch = watch
+        self.last_watch = time.monotonic()
 
     def learning_rate(self, step: int) -> float:
         base, warmup, total = self.config["learning_rate"], self.config["warmup_steps"], self.config["steps"]
@@ -230,9 +233,29 @@ class Trainer:
                 running, count = 0.0, 0
             if self.context.is_main and (self.step % cfg["checkpoint_every"] == 0 or self.step == cfg["steps"]):
                 save_checkpoint_atomic(self.state_dict(), self.checkpoint_path)
+            self.stop_if_orphaned()
         bar.close()
         return {"steps": self.step, "train_time_s": self.elapsed,
                 "final_loss": self.log_rows[-1][1] if self.log_rows else float("nan")}
+
+
+    def stop_if_orphaned(self, every_s: float = 2.0) -> None:
+        """Save the checkpoint and stop when a process that started this one is gone (checked every
+        ``every_s`` seconds): a killed workflow must not leave a trainer running on its own."""
+        if self.watch is None or time.monotonic() - self.last_watch < every_s:
+            return
+        self.last_watch = time.monotonic()
+        gone = self.watch.gone()
+        if gone:
+            if self.context.is_main:
+                save_checkpoint_atomic(self.state_dict(), self.checkpoint_path)
+            log.warning("the process that started training (%s) is gone: stopped at step %d; the checkpoint %s "
+                        "resumes it", gone, self.step, self.checkpoint_path)
+            raise TrainingInterrupted(f"training stopped at step {self.step}: its parent process {gone} is gone")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped early because the workflow that started it is gone."""
 
 
 class _TrainingLog:
