@@ -1,4 +1,7 @@
 # Configuration validation and helpers shared by every rule file.
+import time
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 from modalmerge.config import validate_config
@@ -10,6 +13,12 @@ min_version("8.0")
 config.update(validate_config(config))
 
 SUBJECTS = config["subjects"]
+WORKFLOW_STARTED = time.time()
+
+
+def workflow_built_the_report() -> bool:
+    page = Path(rules.report_index.output.html)
+    return page.exists() and page.stat().st_mtime >= WORKFLOW_STARTED
 
 
 wildcard_constraints:

@@ -27,7 +27,7 @@ def load_nifti(path: str | Path, ndim: int | None = None, what: str = "image") -
     except (EOFError, OSError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as err:
         raise ModalMergeInputError(
             f"Cannot read {what} {path}: {type(err).__name__}: {err}. The file is corrupt or "
-            "truncated; download it again (delete it so the fetch stage re-creates it) or fix its source."
+            "truncated; fix its source (data in the download cache is checked and re-extracted by the fetch stage)."
         ) from err
     if ndim == 3 and data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from .. import HAXBY_CATEGORIES, REST_LABEL
-from ..atomic import atomic_directory
 from ..errors import ModalMergeInputError
-from .download import default_cache_dir, download_sdist, safe_extract
+from .download import default_cache_dir, download_sdist, ensure_extracted
 from .layout import RunData, nonzero_mask, read_events, write_normalized_dataset
 from .nifti import check_bold_values, check_same_grid, header_tr, load_nifti
 
@@ -81,9 +80,7 @@ def prepare_embedded(dest: Path, subject: str, resolution: str, categories: list
     spec = EMBEDDED_ARCHIVE
     archive = download_sdist(spec["project"], spec["filename"], spec["sha256"], cache_dir, index_url)
     extracted = cache_dir / f"{spec['project']}-{spec['version']}-haxby2001"
-    if not (extracted / "models/model001/condition_key.txt").exists():
-        with atomic_directory(extracted) as tmp:
-            safe_extract(archive, spec["member_prefix"], tmp)
+    ensure_extracted(archive, spec["member_prefix"], extracted)
     condition_key = read_condition_key(extracted / "models/model001/condition_key.txt")
     runs = []
     for run in range(1, HAXBY_N_RUNS + 1):

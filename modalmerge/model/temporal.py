@@ -43,7 +43,6 @@ class TemporalTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, channels = x.shape[:3]
-        grid = x.shape[3:]
         # (B, T, C, *grid) -> (B * positions, T, C): one sequence per voxel of the feature map
         tokens = x.flatten(3).permute(0, 3, 1, 2).reshape(-1, length, channels)
         h = self.project_in(tokens) + self.positions[:, :length]

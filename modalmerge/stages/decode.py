@@ -39,6 +39,8 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
     """Run every decoder; return ``(results_by_decoder, timings)``."""
     torch.set_num_threads(usable_threads(threads))
     data = PreparedData.load(volumes_path)
+    # a missing or broken checkpoint fails here, before the classical decoders' minutes of work
+    diffusion, meta = load_diffusion(checkpoint_path, choose_device(device)) if checkpoint_path is not None else (None, None)
     categories = data.categories
     is_category = data.label_ids != data.rest_id
     X = data.X[:, data.mask][is_category]
@@ -66,8 +68,7 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
         run("nilearn_decoder", lambda: heldout_split_decoding(NilearnDecoder(mask_img, seed=seed), X, y, runs, train_runs,
                                                               test_runs, categories, min(n_perm, config["n_permutations_slow"]), seed))
 
-    if checkpoint_path is not None:
-        diffusion, meta = load_diffusion(checkpoint_path, choose_device(device))
+    if diffusion is not None:
         clip_length = meta["config"]["model"]["clip_length"]
         run("diffusion_classifier", lambda: diffusion_classifier_decoding(
             diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
