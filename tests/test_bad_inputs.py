@@ -313,3 +313,36 @@ def test_events_table_read_from_disk_keeps_its_rows(tmp_path, tiny_custom_study)
     events = dataset.events(2)
     assert events["trial_type"].tolist() == ["face", "house"] and events["onset"].tolist() == [2.0, 20.0]
     assert pd.api.types.is_float_dtype(events["duration"])
+
+
+def truncated_checkpoint(path) -> str:
+    torch.save({"model": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    return str(path)
+
+
+def test_score_auc_checks_the_checkpoint_before_the_classical_detectors(tmp_path, prepared_slice, monkeypatch):
+    from modalmerge.config import validate_config as defaults
+    from modalmerge.stages import anomalies as stage
+    config = defaults({})["anomalies"]
+    config["strengths"] = {"blob": [3.0]}
+    config["default_strengths"] = {"blob": 3.0}
+    injected = tmp_path / "injected.npz"
+    stage.inject_subject(prepared_slice["volumes"], config, {"npz": injected, "examples": tmp_path / "e.nii.gz",
+                                                             "examples_mask": tmp_path / "m.nii.gz"}, clip_length=8)
+    monkeypatch.setattr(stage, "classical_detectors", lambda *a, **k: pytest.fail("classical detectors ran first"))
+    out = {key: tmp_path / "out" / name for key, name in [("json", "auc.json"), ("table", "t.tsv"), ("roc", "r.npz"),
+                                                          ("figure_roc", "a.png"), ("figure_strength", "b.png"),
+                                                          ("figure_examples", "c.png")]}
+    with pytest.raises(ModalMergeInputError, match="Cannot load checkpoint .*model.pt"):
+        stage.score_subject(injected, prepared_slice["volumes"], truncated_checkpoint(tmp_path / "model.pt"), config, out)
+    assert not (tmp_path / "out").exists()
+
+
+def test_decode_checks_the_checkpoint_before_the_classical_decoders(tmp_path, prepared_slice, monkeypatch):
+    from modalmerge.config import validate_config as defaults
+    from modalmerge.stages import decode as stage
+    monkeypatch.setattr(stage, "classical_decoders", lambda *a, **k: pytest.fail("classical decoders ran first"))
+    with pytest.raises(ModalMergeInputError, match="Cannot load checkpoint .*model.pt"):
+        stage.decode_subject(prepared_slice["volumes"], truncated_checkpoint(tmp_path / "model.pt"), None,
+                             defaults({})["decode"])

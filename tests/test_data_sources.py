@@ -238,3 +238,25 @@ def test_bad_input_gets_a_specific_error_and_no_output(tmp_path, tiny_custom_stu
         fetch_dataset(tiny_custom_study, "s01", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_a_damaged_extracted_cache_is_re_extracted_by_the_fetch(tmp_path, embedded_dataset, monkeypatch):
+    """A truncated file inside the extracted cache is found by its checksum and replaced, offline."""
+    import pypi_simple
+    from modalmerge.data.download import default_cache_dir
+    monkeypatch.setattr(pypi_simple, "PyPISimple", RefusingClient)
+    cache = tmp_path / "cache"
+    spec = data_sources.EMBEDDED_ARCHIVE
+    cache.mkdir()
+    (cache / spec["filename"]).write_bytes((default_cache_dir() / spec["filename"]).read_bytes())
+    config = {"source": "embedded", "embedded": {"resolution": "1slice"}, "cache_dir": str(cache)}
+    fetch_dataset(config, "sub001", tmp_path / "first")
+    extracted = cache / f"{spec['project']}-{spec['version']}-haxby2001"
+    bold = extracted / "sub001/BOLD/task001_run004/bold_1slice.nii.gz"
+    intact = bold.read_bytes()
+    bold.write_bytes(intact[: len(intact) // 2])
+    with pytest.warns(UserWarning, match="incomplete or damaged: extracting it again"):
+        fetch_dataset(config, "sub001", tmp_path / "second")
+    assert bold.read_bytes() == intact
+    first, second = Dataset.read(tmp_path / "first"), Dataset.read(tmp_path / "second")
+    assert nib.load(second.bold_path(4)).get_fdata().tobytes() == nib.load(first.bold_path(4)).get_fdata().tobytes()

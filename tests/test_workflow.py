@@ -133,3 +133,22 @@ def test_a_config_typo_fails_at_start_naming_the_key(tmp_path):
     assert result.returncode != 0
     assert "detrnd" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_report_is_announced_only_when_this_run_built_it(workflow_dir):
+    out = run_snakemake(workflow_dir, "--cores", "1", "results/prep/sub001/volumes.npz")
+    text = out.stdout + out.stderr
+    assert "the requested targets are up to date" in text and "Open the report" not in text
+
+
+def test_outputs_get_the_permissions_the_umask_gives(workflow_dir):
+    """Files 666 and folders 777 less the umask (644 / 755 under the usual 022), the report included."""
+    import os
+    import stat
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in ("results/report/index.html", "results/report/summary.json", "results/anomalies/sub001/auc.json",
+                 "results/data/sub001", "results/prep/sub001/volumes.npz", "results/model/sub001/model.pt"):
+        full = workflow_dir / path
+        expected = (0o777 if full.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(full.stat().st_mode) == expected, f"{path} has mode {oct(full.stat().st_mode)}"
