@@ -35,4 +35,4 @@ onsuccess:
     if workflow_built_the_report():
         print(f"ModalMerge finished. Open the report: {rules.report_index.output.html}")
     else:
-        print("ModalMerge finished: the requested targets are up to date.")
+        print("ModalMerge finished: the requested targets are built (the report was not part of this run).")

@@ -100,15 +100,22 @@ def test_a_killed_run_resumes_from_its_checkpoint_exactly_like_an_uninterrupted_
     assert log["step"].tolist() == [2, 4, 6]  # rebuilt from the checkpoint: no gap, no duplicate
 
 
-def test_a_checkpoint_from_another_configuration_is_not_resumed(tmp_path, prepared_slice):
+def test_a_checkpoint_from_another_configuration_is_not_resumed(tmp_path, prepared_slice, caplog):
     config = tiny_config(steps=3)
     out = outputs(tmp_path)
     train_subject(prepared_slice["volumes"], prepared_slice["split"], config, out, threads=2, progress=False)
+    first = torch.load(out["model"], weights_only=True)["model"]
     other = copy.deepcopy(config)
     other["train"]["learning_rate"] = 1e-3
+    caplog.set_level("INFO", logger="modalmerge")
     summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], other, out, threads=2, progress=False)
     assert summary["steps"] == 3
-    assert torch.load(out["model"], weights_only=True)["metadata"]["config"]["train"]["learning_rate"] == 1e-3
+    assert "ignoring checkpoint" in caplog.text and "made with another configuration" in caplog.text
+    assert "resumed from" not in caplog.text
+    second = torch.load(out["model"], weights_only=True)
+    assert second["metadata"]["config"]["train"]["learning_rate"] == 1e-3
+    # a wrongly resumed run would stop at once with the first run's weights (its checkpoint is at step 3)
+    assert any(not torch.equal(first[name], second["model"][name]) for name in first if first[name].is_floating_point())
 
 
 @pytest.fixture(scope="module")
