@@ -1,0 +1,132 @@
+"""Every detector on small data with planted anomalies and, for the diffusion detector, a known-answer
+denoiser: clip AUROC well above chance, and voxel maps that peak inside the truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from modalmerge.analysis.anomaly_metrics import clip_metrics
+from modalmerge.analysis.detectors import (DVARSDetector, IsolationForestDetector, MahalanobisDetector, PCADetector,
+                                           ZScoreDetector)
+from modalmerge.analysis.diffusion_detector import DiffusionDetector
+from modalmerge.diffusion.gaussian import GaussianDiffusion
+from modalmerge.diffusion.schedulers import Scheduler
+
+GRID, T = (12, 10, 1), 4
+N_TRAIN, N_TEST = 80, 40
+
+
+def smooth_noise(rng, n):
+    """Clips of spatially smooth unit-variance noise (a little like z-scored BOLD)."""
+    raw = ndimage.gaussian_filter(rng.normal(size=(n, T, *GRID)), (0, 0, 1.0, 1.0, 0))
+    return (raw / raw.std()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return make_planted()
+
+
+def make_planted(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    train = smooth_noise(rng, N_TRAIN)
+    normal, blob, spike = smooth_noise(rng, N_TEST), smooth_noise(rng, N_TEST), smooth_noise(rng, N_TEST)
+    truth = np.zeros(blob.shape, bool)
+    xx, yy = np.meshgrid(np.arange(GRID[0]), np.arange(GRID[1]), indexing="ij")
+    for i in range(N_TEST):
+        cx, cy = rng.integers(3, GRID[0] - 3), rng.integers(3, GRID[1] - 3)
+        bump = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5 ** 2))[..., None]
+        blob[i, 1:3] += 5.0 * bump
+        truth[i, 1:3] = bump > 0.1
+        spike[i, 2] += 1.5  # a global jump of one volume
+    labels = np.r_[np.zeros(N_TEST), np.ones(N_TEST)].astype(int)
+    return {"train": train, "normal": normal, "blob": blob, "spike": spike, "truth": truth, "labels": labels,
+            "mask": np.ones(GRID, bool)}
+
+
+def auroc(detector, planted, kind):
+    clips = np.concatenate([planted["normal"], planted[kind]])
+    return clip_metrics(detector.decision_function(clips), planted["labels"])["auroc"]
+
+
+def peak_in_truth(maps, truth) -> float:
+    """Share of anomalous clips whose map peaks (over frames and voxels) inside the truth mask."""
+    flat = maps.reshape(len(maps), -1).argmax(1)
+    return float(np.mean(truth.reshape(len(truth), -1)[np.arange(len(truth)), flat]))
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact E[eps | x_t] for unit-variance Gaussian data: sqrt(1 - abar_t) x_t (known answer)."""
+
+    def __init__(self, scheduler: Scheduler):
+        super().__init__()
+        self.scheduler = scheduler
+        self.null_label = 9
+
+    def forward(self, x_t, t, labels):
+        abar = self.scheduler.alphas_cumprod[t].float().reshape(-1, *[1] * (x_t.ndim - 1))
+        return (1 - abar).sqrt() * x_t
+
+
+def diffusion_detector(mask, **options):
+    scheduler = Scheduler(1000)
+    diffusion = GaussianDiffusion(GaussianOracle(scheduler), scheduler, torch.ones(GRID))
+    return DiffusionDetector(mask, diffusion, **{"t_start": 200, "steps": 2, "n_draws": 2, **options})
+
+
+# (name, detector factory, anomaly kind, AUROC floor, floor of the share of map peaks inside the
+# truth or None). Measured over planted data seeds 0-3: AUROC 0.93-1.00 for every case (diffusion
+# 0.927-0.956), peak shares 0.80-1.00 (PCA 0.80-0.90, diffusion 0.875-0.975); the floors sit below
+# the lowest of those and far above chance (0.5).
+CASES = [
+    ("zscore_smoothed", lambda m: ZScoreDetector(m, 1.0), "blob", 0.85, 0.8),
+    ("zscore_global_mean", lambda m: ZScoreDetector(m, 0.0, reduce="mean"), "spike", 0.85, None),
+    ("pca", lambda m: PCADetector(m, 5), "blob", 0.85, 0.7),
+    ("mahalanobis", lambda m: MahalanobisDetector(m), "blob", 0.85, None),
+    ("isolation_forest", lambda m: IsolationForestDetector(m, 0), "spike", 0.85, None),
+    ("dvars_spike", lambda m: DVARSDetector(m), "spike", 0.85, None),
+    ("diffusion_blob", diffusion_detector, "blob", 0.85, 0.8),
+]
+
+
+@pytest.mark.parametrize("name,make,kind,floor,peak_floor", CASES, ids=[c[0] for c in CASES])
+def test_detector_finds_planted_anomalies(planted, name, make, kind, floor, peak_floor):
+    detector = make(planted["mask"]).fit(planted["train"])
+    assert auroc(detector, planted, kind) > floor
+    if peak_floor is not None:
+        maps = detector.score_maps(planted[kind])
+        assert maps.shape == planted[kind].shape
+        assert peak_in_truth(maps, planted["truth"]) >= peak_floor
+
+
+@pytest.mark.parametrize("name,make,kind,floor,peak_floor", CASES, ids=[c[0] for c in CASES])
+def test_detector_is_at_chance_on_clean_clips_labelled_anomalous(planted, name, make, kind, floor, peak_floor):
+    """The control: two sets of clean clips cannot be told apart (so the floors above mean something).
+    With 40 clips a side, AUROC's standard error under the null is sqrt(81 / (12 * 40 * 40)) = 0.065;
+    0.2 is three of them (measured 0.41-0.62 over seeds 0-3)."""
+    detector = make(planted["mask"]).fit(planted["train"])
+    clips = np.concatenate([planted["normal"], smooth_noise(np.random.default_rng(7), N_TEST)])
+    assert abs(clip_metrics(detector.decision_function(clips), planted["labels"])["auroc"] - 0.5) < 0.2
+
+
+def test_diffusion_maps_passed_in_give_the_same_scores(planted):
+    detector = diffusion_detector(planted["mask"]).fit(planted["train"])
+    maps = detector.score_maps(planted["blob"])
+    assert np.array_equal(detector.decision_function(planted["blob"], maps=maps), detector.decision_function(planted["blob"]))
+
+
+def test_diffusion_reconstruction_of_gaussian_data_is_the_posterior_shrinkage():
+    """One DDIM step from t to 0 with the oracle gives E[x0 | x_t] = sqrt(abar) x_t exactly."""
+    scheduler = Scheduler(1000, clip_sample=None)
+    diffusion = GaussianDiffusion(GaussianOracle(scheduler), scheduler, torch.ones(GRID))
+    x0, noise = torch.randn(3, T, *GRID), torch.randn(3, T, *GRID)
+    t = 300
+    abar = scheduler.alphas_cumprod[t].item()
+    x_t = math.sqrt(abar) * x0 + math.sqrt(1 - abar) * noise
+    assert torch.allclose(diffusion.reconstruct(x0, torch.zeros(3, T, dtype=torch.long), t, 1, noise),
+                          math.sqrt(abar) * x_t, atol=1e-5)
