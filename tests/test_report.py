@@ -14,13 +14,18 @@ from PIL import Image
 
 from modalmerge.stages.report import SECTIONS
 
+from conftest import REPO
+
 pytestmark = pytest.mark.slow
 
 
 def test_report_embeds_every_image_and_has_every_section(workflow_dir):
     page = (workflow_dir / "results/report/index.html").read_text()
     sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
-    assert len(sources) >= 12
+    # data 2, training 1, diffusion process 1, real vs synthetic 1, fidelity 1, decoding 2, anomalies 3,
+    # attention 2: every figure the report draws, none replaced by a "not available" note
+    assert len(sources) == 13
+    assert "Figure not available" not in page
     for source in sources:
         assert source.startswith("data:image/png;base64,"), source[:40]
         Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).verify()
@@ -30,13 +35,51 @@ def test_report_embeds_every_image_and_has_every_section(workflow_dir):
     assert "Not run" not in page
 
 
-def test_summary_json_holds_the_headline(workflow_dir):
+def read(workflow_dir, *parts) -> dict:
     import json
-    summary = json.loads((workflow_dir / "results/report/summary.json").read_text())
+    return json.loads((workflow_dir / "results").joinpath(*parts).read_text())
+
+
+def test_summary_json_holds_the_numbers_of_the_stage_outputs(workflow_dir):
+    summary = read(workflow_dir, "report", "summary.json")
+    fidelity = read(workflow_dir, "eval", "sub001", "fidelity.json")
+    decoders = read(workflow_dir, "decode", "sub001", "decoding.json")["decoders"]
+    detectors = read(workflow_dir, "anomalies", "sub001", "auc.json")["detectors"]
     assert summary["claims"] == {"ssim": 0.82, "decoding_accuracy": 0.78, "anomaly_auroc": 0.89}
-    for key in ("ssim", "decoding", "anomalies", "provenance"):
-        assert key in summary
+    assert summary["ssim"]["model_zscored_mean_maps"] == fidelity["ssim"]
+    assert summary["ssim"]["ceiling"] == fidelity["ssim_ceiling"]
+    assert summary["ssim"]["category_specificity_gap"] == fidelity["category_specificity_gap"]
+    classical = {k: v["accuracy"] for k, v in decoders.items() if not k.startswith("diffusion")}
+    diffusion = {k: v["accuracy"] for k, v in decoders.items() if k.startswith("diffusion")}
+    assert summary["decoding"]["best_classical_accuracy"] == max(classical.values())
+    assert summary["decoding"]["best_classical"] == max(classical, key=classical.get)
+    assert summary["decoding"]["best_diffusion_accuracy"] == max(diffusion.values())
+    baselines = {k: v["auroc"] for k, v in detectors.items() if k != "diffusion"}
+    assert summary["anomalies"]["best_baseline_auroc"] == max(baselines.values())
+    assert summary["anomalies"]["diffusion_auroc"] == detectors["diffusion"]["auroc"]
     assert summary["provenance"]["runtimes"]["train_diffusion"]["seconds"] > 0
+
+
+def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
+    page = (workflow_dir / "results/report/index.html").read_text()
+    headline = page[page.index('id="headline"'):page.index('id="data"')]
+    summary = read(workflow_dir, "report", "summary.json")
+    fidelity = read(workflow_dir, "eval", "sub001", "fidelity.json")
+    assert f"{fidelity['ssim']:.3f} z-scored category-mean maps" in headline
+    assert f"{summary['decoding']['best_classical']} {summary['decoding']['best_classical_accuracy']:.3f}" in headline
+    assert f"{summary['anomalies']['best_baseline']} {summary['anomalies']['best_baseline_auroc']:.3f}" in headline
+
+
+def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):
+    import sys
+    result = subprocess.run([sys.executable, str(REPO / "bench/results_table.py"), str(workflow_dir / "results")],
+                            capture_output=True, text=True, check=True)
+    fidelity = read(workflow_dir, "eval", "sub001", "fidelity.json")
+    decoders = read(workflow_dir, "decode", "sub001", "decoding.json")["decoders"]
+    best_classical = max(v["accuracy"] for k, v in decoders.items() if not k.startswith("diffusion"))
+    assert f"{fidelity['ssim']:.3f} on z-scored category-mean maps" in result.stdout
+    assert f"{100 * best_classical:.1f} %" in result.stdout
+    assert len(result.stdout.strip().splitlines()) == 6  # header, separator, four rows
 
 
 def chromium() -> str | None:
@@ -58,6 +101,31 @@ def test_report_opens_in_headless_chromium_without_console_errors(workflow_dir, 
     assert image.convert("L").getextrema()[0] < 100  # something dark (text, figures) was drawn
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
+
+
+# run in the page once loaded: the title says how many images the browser could not decode
+COUNT_BROKEN = ("<script>window.addEventListener('load', () => { const broken = [...document.images].filter("
+                "i => !i.complete || i.naturalWidth === 0).length; document.title = 'BROKEN:' + broken; });</script>")
+
+
+def broken_images_seen_by_chromium(page: str, tmp_path) -> str:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    copy = tmp_path / "page.html"
+    copy.write_text(page.replace("</body>", COUNT_BROKEN + "</body>"))
+    result = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    return re.search(r"<title>([^<]*)</title>", result.stdout).group(1)
+
+
+@pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_every_image_of_the_report_decodes_in_chromium_and_a_broken_one_is_caught(workflow_dir, tmp_path):
+    page = (workflow_dir / "results/report/index.html").read_text()
+    assert broken_images_seen_by_chromium(page, tmp_path / "intact") == "BROKEN:0"
+    first = page.index("data:image/png;base64,") + len("data:image/png;base64,")
+    damaged = page[:first] + "AAAA" + page[first + 64:]  # the control: one image's bytes destroyed
+    assert broken_images_seen_by_chromium(damaged, tmp_path / "damaged") == "BROKEN:1"
 
 
 def test_switched_off_stages_are_marked_not_run(workflow_dir, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import nibabel as nib
 import numpy as np
@@ -15,10 +14,9 @@ from modalmerge.config import validate_config
 from modalmerge.errors import ModalMergeInputError
 from modalmerge.data.clips import covering_clips, make_clips
 from modalmerge.data.dataset import PreparedData, RunSplit
-from modalmerge.diffusion.checkpoints import build_diffusion, load_checkpoint, load_diffusion
+from modalmerge.diffusion.checkpoints import load_checkpoint, load_diffusion
 from modalmerge.stages.sample import sample_subject
 from modalmerge.stages.train import train_subject
-from modalmerge.training.trainer import Trainer
 
 
 def tiny_config(steps: int = 6) -> dict:
