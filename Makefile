@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-CORES ?= 4
+# as many Snakemake cores as this machine has: more would run jobs side by side on the same cores
+CORES ?= $(shell nproc 2>/dev/null || echo 4)
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: venv run test test-fast test-slurm lint clean bench

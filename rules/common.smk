@@ -1,4 +1,6 @@
 # Configuration validation and helpers shared by every rule file.
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +15,9 @@ min_version("8.0")
 config.update(validate_config(config))
 
 SUBJECTS = config["subjects"]
+if workflow.local_exec and workflow.cores and workflow.cores > (os.cpu_count() or 1):
+    print(f"Warning: --cores {workflow.cores} on a machine with {os.cpu_count()} cores: jobs will share cores and "
+          f"each runs slower; use --cores {os.cpu_count()} (make run does).", file=sys.stderr)
 WORKFLOW_STARTED = time.time()
 
 
