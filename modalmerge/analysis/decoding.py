@@ -28,6 +28,11 @@ def linear_svm() -> LinearSVC:
     return LinearSVC(C=0.01, max_iter=5000)
 
 
+def linear_svm_accuracy(X_fit, y_fit, X_score, y_score) -> float:
+    """Accuracy on ``(X_score, y_score)`` of :func:`linear_svm` fitted on ``(X_fit, y_fit)``."""
+    return float((linear_svm().fit(X_fit, y_fit).predict(X_score) == y_score).mean())
+
+
 def classical_decoders() -> dict:
     """The reference decoders a reviewer knows (scikit-learn pipelines)."""
     return {

@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..data.dataset import PreparedData
 from . import fidelity_metrics as F
-from .decoding import linear_svm
+from .decoding import linear_svm, linear_svm_accuracy
+from .generator_baselines import LinearGaussianGenerator, set_metrics
 
 RAW_SSIM_NOTE = ("Raw-intensity SSIM compares images dominated by the static EPI anatomy: every protocol, "
                  "noise included, scores near 1, so it says nothing about brain activity. Shown only to "
@@ -118,54 +119,54 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     if data.X_raw is not None:  # loaded with with_raw=True
         results.update(raw_intensity_ssim(data, data.X_raw, syn_means, categories, window, rng, n_per_category))
 
-    # beyond SSIM
-    corr_syn = F.map_correlation(syn_means, real_means, mask)
+    # beyond SSIM: the numbers every generator is compared on (set_metrics), then their ceilings
+    A_syn, A_test, A_train = X_syn[:, mask], X_test[:, mask], X_train[:, mask]
+    cat_train, cat_test = np.isin(y_train, categories), np.isin(y_test, categories)
+    decoder = linear_svm().fit(A_train[cat_train], y_train[cat_train])
+    real = dict(X_test=X_test, y_test=y_test, X_train=X_train, y_train=y_train, mask=mask,
+                categories=categories, window=window, data_range=data_range, decoder=decoder, seed=seed,
+                n_permutations=n_permutations)
+    own = set_metrics(X_syn, y_syn, contiguous_segments(synthetic["design_run"]), **real)
     corr_ceiling = F.map_correlation(train_means, real_means, mask)
-    results["map_correlation"] = float(corr_syn.mean())
+    results["map_correlation"] = own["map_correlation"]
     results["map_correlation_ceiling"] = float(corr_ceiling.mean())
     results["map_correlation_baselines"] = {"gaussian_noise_voxelwise": float(F.map_correlation(noise_means, real_means, mask).mean()),
                                             "wrong_category_training_mean": float(F.map_correlation(wrong_category, real_means, mask).mean())}
-    results["rsa"] = F.rsa(syn_means, real_means, mask)
+    results["rsa"] = own["rsa"]
     results["rsa_ceiling"] = F.rsa(train_means, real_means, mask)
     results["rsa_baselines"] = {"gaussian_noise_voxelwise": F.rsa(noise_means, real_means, mask)}
-    results["voxel_mean_map_correlation"] = float(np.corrcoef(X_syn[:, mask].mean(0), X_test[:, mask].mean(0))[0, 1])
-    results["voxel_std_map_correlation"] = float(np.corrcoef(X_syn[:, mask].std(0), X_test[:, mask].std(0))[0, 1])
-    results["voxel_std_map_correlation_ceiling"] = float(np.corrcoef(X_train[:, mask].std(0), X_test[:, mask].std(0))[0, 1])
-    results["global_std"] = {"synthetic": float(X_syn[:, mask].std()), "heldout_real": float(X_test[:, mask].std())}
-    results["connectivity_similarity"] = F.connectivity_similarity(X_syn, X_test, mask)
+    results["voxel_mean_map_correlation"] = float(np.corrcoef(A_syn.mean(0), A_test.mean(0))[0, 1])
+    results["voxel_std_map_correlation"] = own["voxel_std_map_correlation"]
+    results["voxel_std_map_correlation_ceiling"] = float(np.corrcoef(A_train.std(0), A_test.std(0))[0, 1])
+    results["global_std"] = {"synthetic": own["global_std"], "heldout_real": float(A_test.std())}
+    results["connectivity_similarity"] = own["connectivity_similarity"]
     results["connectivity_similarity_ceiling"] = F.connectivity_similarity(X_train, X_test, mask)
-    results["temporal_autocorrelation"] = {
-        "synthetic": F.temporal_autocorrelation(X_syn, contiguous_segments(synthetic["design_run"]), mask),
-        "heldout_real": F.temporal_autocorrelation(X_test, data.runs[test], mask),
-    }
-    A_syn, A_test, A_train = X_syn[:, mask], X_test[:, mask], X_train[:, mask]
-    n_mmd = min(len(A_syn), len(A_test), 300)
-    sub = lambda A: A[rng.choice(len(A), n_mmd, replace=False)]
-    results["mmd"] = F.mmd_rbf(sub(A_syn), sub(A_test), n_permutations, seed)
-    results["mmd_ceiling"] = F.mmd_rbf(sub(A_train), sub(A_test), n_permutations, seed)
-    results["c2st_accuracy"] = F.c2st(A_syn, A_test, seed)
+    results["temporal_autocorrelation"] = {"synthetic": own["temporal_autocorrelation"],
+                                           "heldout_real": F.temporal_autocorrelation(X_test, data.runs[test], mask)}
+    n_mmd = min(len(A_train), len(A_test), 300)
+    subsample = np.random.default_rng(seed)
+    results["mmd"] = own["mmd"]
+    results["mmd_ceiling"] = F.mmd_rbf(A_train[subsample.choice(len(A_train), n_mmd, replace=False)],
+                                       A_test[subsample.choice(len(A_test), n_mmd, replace=False)], n_permutations, seed)
+    results["c2st_accuracy"] = own["c2st_accuracy"]
     results["c2st_accuracy_ceiling"] = F.c2st(A_train, A_test, seed)
     results["c2st_note"] = ("accuracy of telling the two sets apart (0.5 = indistinguishable); the ceiling compares training with "
                             "held-out real runs. Linear (logistic regression): sees mean differences only, blind to noise "
                             "with the right mean; c2st_rbf_accuracy (RBF SVM) also sees the spatial covariance")
-    results["c2st_rbf_accuracy"] = F.c2st(A_syn, A_test, seed, kernel="rbf")
+    results["c2st_rbf_accuracy"] = own["c2st_rbf_accuracy"]
     results["c2st_rbf_accuracy_ceiling"] = F.c2st(A_train, A_test, seed, kernel="rbf")
 
     # usefulness: category fidelity, TSTR vs TRTR, diversity, memorisation
-    cat_train, cat_test, cat_syn = np.isin(y_train, categories), np.isin(y_test, categories), np.isin(y_syn, categories)
-    decoder = linear_svm().fit(A_train[cat_train], y_train[cat_train])
-    results["category_fidelity"] = float((decoder.predict(A_syn[cat_syn]) == y_syn[cat_syn]).mean())
+    results["category_fidelity"] = own["category_fidelity"]
     results["category_fidelity_real_heldout"] = float((decoder.predict(A_test[cat_test]) == y_test[cat_test]).mean())
     results["category_fidelity_chance"] = float(1 / len(categories))
     results["category_fidelity_note"] = ("a classifier trained on real training runs, scored on synthetic volumes by their "
                                          "conditioning label; guidance inflates it, so read it beside the real held-out figure, "
                                          "never as realism")
-    tstr = linear_svm().fit(A_syn[cat_syn], y_syn[cat_syn])
-    results["tstr_accuracy"] = float((tstr.predict(A_test[cat_test]) == y_test[cat_test]).mean())
+    results["tstr_accuracy"] = own["tstr_accuracy"]
     results["trtr_accuracy"] = results["category_fidelity_real_heldout"]
-    shuffled_labels = rng.permutation(y_train[cat_train])
-    results["trtr_shuffled_labels_accuracy"] = float(
-        (linear_svm().fit(A_train[cat_train], shuffled_labels).predict(A_test[cat_test]) == y_test[cat_test]).mean())
+    results["trtr_shuffled_labels_accuracy"] = linear_svm_accuracy(A_train[cat_train], rng.permutation(y_train[cat_train]),
+                                                                   A_test[cat_test], y_test[cat_test])
     results["diversity_mean_pairwise_ssim"] = {
         "synthetic": float(np.mean([F.mean_pairwise_ssim(X_syn[y_syn == c], mask, data_range, window, 25, seed) for c in categories])),
         "heldout_real": float(np.mean([F.mean_pairwise_ssim(X_test[y_test == c], mask, data_range, window, 25, seed) for c in categories])),
@@ -175,9 +176,11 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     results["memorisation"] = {
         "median_nearest_training_distance_synthetic": float(np.median(syn_nearest)),
         "median_nearest_training_distance_heldout_real": float(np.median(real_nearest)),
-        "ratio": float(np.median(syn_nearest) / np.median(real_nearest)),
+        "ratio": own["memorisation_ratio"],
         "note": "ratio well below 1 would mean synthetic volumes sit closer to training volumes than new real data does (copying)",
     }
+    results["generator_baselines"] = generator_baselines(data, real)
+    results["generator_baselines_note"] = GENERATOR_NOTE
 
     table = pd.DataFrame({
         "category": [class_names[c] for c in categories],
@@ -185,9 +188,26 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
         "ssim": ssim_syn, "ssim_ceiling": ssim_ceiling,
         "ssim_grand_mean": mean_ssim(np.repeat(grand_mean[None], len(categories), 0)),
         "ssim_gaussian_noise": mean_ssim(noise_means),
-        "map_correlation": corr_syn, "map_correlation_ceiling": corr_ceiling,
+        "map_correlation": F.map_correlation(syn_means, real_means, mask), "map_correlation_ceiling": corr_ceiling,
     })
     return results, table
+
+
+GENERATOR_NOTE = ("classical generators evaluated with the same numbers on the held-out runs' label sequences: "
+                  "gaussian_var1 = training category means + voxelwise AR(1) residual with Ledoit-Wolf spatially "
+                  "correlated innovations (fitted on the training runs only)")
+
+
+def generator_baselines(data: PreparedData, real: dict) -> dict:
+    """The classical generator, fitted on the training runs, sampled on the held-out runs' designs,
+    scored with :func:`set_metrics` like the model."""
+    train, test, mask = ~data.is_test, data.is_test, data.mask
+    generator = LinearGaussianGenerator(real["seed"]).fit(data.X[train][:, mask], data.label_ids[train], data.runs[train])
+    designs = [data.label_ids[test & (data.runs == run)] for run in data.test_runs]
+    X = np.zeros((sum(len(d) for d in designs), *mask.shape), np.float32)
+    X[:, mask] = generator.sample(designs)
+    segments = np.repeat(np.arange(len(designs)), [len(d) for d in designs])
+    return {"gaussian_var1": set_metrics(X, np.concatenate(designs), segments, **real)}
 
 
 def raw_intensity_ssim(data: PreparedData, X_raw, syn_means, categories, window, rng, n_per_category) -> dict:

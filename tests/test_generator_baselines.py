@@ -1,0 +1,88 @@
+"""The classical generator (category means + voxelwise AR(1) with Ledoit-Wolf innovations) on a
+known process, and beside the model in fidelity.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modalmerge.analysis.fidelity import evaluate_fidelity
+from modalmerge.analysis.generator_baselines import LinearGaussianGenerator
+from modalmerge.data.dataset import PreparedData
+from test_fidelity import as_synthetic
+
+
+def known_process(n_runs=6, length=200, n_voxels=12, seed=0):
+    """Two labels with known means, a voxelwise AR(1) residual with known coefficients and a known,
+    spatially correlated innovation covariance."""
+    rng = np.random.default_rng(seed)
+    phi = np.linspace(0.2, 0.8, n_voxels)
+    distance = np.abs(np.subtract.outer(np.arange(n_voxels), np.arange(n_voxels)))
+    covariance = 0.5 * np.exp(-distance / 3.0)
+    means = {0: rng.normal(size=n_voxels), 1: rng.normal(size=n_voxels)}
+    X, labels, runs = [], [], []
+    for run in range(n_runs):
+        y = (np.arange(length) // 20) % 2
+        r = np.zeros(n_voxels)
+        for t in range(length):
+            r = phi * r + rng.multivariate_normal(np.zeros(n_voxels), covariance)
+            X.append(means[int(y[t])] + r)
+        labels.append(y)
+        runs.append(np.full(length, run))
+    return np.array(X), np.concatenate(labels), np.concatenate(runs), phi, covariance, means
+
+
+def autocorrelation(series: np.ndarray, lag: int) -> np.ndarray:
+    centred = series - series.mean(0)
+    return (centred[lag:] * centred[:-lag]).sum(0) / (centred ** 2).sum(0)
+
+
+def test_the_generator_recovers_a_known_ar1_process():
+    X, labels, runs, phi, covariance, means = known_process()
+    generator = LinearGaussianGenerator(seed=1).fit(X, labels, runs)
+    # 1194 transitions: the standard error of an AR(1) coefficient is sqrt((1 - phi^2) / n) <= 0.03
+    assert np.abs(generator.phi_ - phi).max() < 0.1
+    assert np.linalg.norm(generator.covariance_ - covariance) / np.linalg.norm(covariance) < 0.15
+    for label in (0, 1):
+        # residual std up to sqrt(0.5 / (1 - 0.8^2)) = 1.18 over 600 volumes worth 67 independent ones at
+        # phi 0.8: standard error 0.14, and 0.35 is 2.5 of them
+        assert np.abs(generator.means_[label] - means[label]).max() < 0.35
+
+
+def test_generated_runs_have_the_real_autocorrelation_and_covariance():
+    X, labels, runs, phi, covariance, _ = known_process()
+    generator = LinearGaussianGenerator(seed=2).fit(X, labels, runs)
+    designs = [labels[runs == run] for run in range(6)]
+    generated = generator.sample(designs)
+    segments = np.repeat(np.arange(6), 200)
+    residual = generated - np.stack([generator.means_[int(c)] for c in np.concatenate(designs)])
+    for lag in (1, 2):
+        measured = np.mean([autocorrelation(residual[segments == s], lag) for s in range(6)], axis=0)
+        assert np.abs(measured - phi ** lag).max() < 0.12  # per voxel, 6 runs of 200 volumes
+    stationary = covariance / (1 - np.outer(phi, phi))  # the residual covariance of the AR(1) process
+    empirical = np.cov(residual.T)
+    assert np.linalg.norm(empirical - stationary) / np.linalg.norm(stationary) < 0.2
+
+
+def test_the_generator_samples_reproducibly_and_refuses_unknown_labels():
+    X, labels, runs, *_ = known_process(n_runs=2, length=60)
+    generator = LinearGaussianGenerator(seed=3).fit(X, labels, runs)
+    assert np.array_equal(generator.sample([labels[:30]]), generator.sample([labels[:30]]))
+    with pytest.raises(ValueError, match=r"labels \[5\] were not in the training data"):
+        generator.sample([np.array([0, 5])])
+
+
+def test_fidelity_json_holds_the_classical_generator_beside_the_model(prepared_slice):
+    data = PreparedData.load(prepared_slice["volumes"], with_raw=True)
+    test = data.is_test
+    real = as_synthetic(data.X[test], data.label_ids[test], data.runs[test])
+    results, _ = evaluate_fidelity(data, real, n_permutations=20)
+    baseline = results["generator_baselines"]["gaussian_var1"]
+    for key in ("ssim", "connectivity_similarity", "temporal_autocorrelation", "c2st_accuracy", "c2st_rbf_accuracy",
+                "mmd", "tstr_accuracy", "global_std", "memorisation_ratio"):
+        assert key in baseline, key
+    # it is built to reproduce the real lag-1 autocorrelation and spread (measured 0.33 vs 0.32; 1.0 vs 1.0)
+    real_lag1 = results["temporal_autocorrelation"]["heldout_real"]["lag1"]
+    assert baseline["temporal_autocorrelation"]["lag1"] == pytest.approx(real_lag1, abs=0.08)
+    assert baseline["global_std"] == pytest.approx(results["global_std"]["heldout_real"], rel=0.1)
+    assert baseline["memorisation_ratio"] > 0.9  # it draws new volumes, it does not copy
