@@ -58,6 +58,14 @@ def test_summary_json_holds_the_numbers_of_the_stage_outputs(workflow_dir):
     assert summary["anomalies"]["best_baseline_auroc"] == max(baselines.values())
     assert summary["anomalies"]["diffusion_auroc"] == detectors["diffusion"]["auroc"]
     assert summary["provenance"]["runtimes"]["train_diffusion"]["seconds"] > 0
+    realism = summary["ssim"]["realism_vs_classical_generator"]
+    generator = fidelity["generator_baselines"]["gaussian_var1"]
+    assert realism["measures"]["connectivity similarity"]["gaussian_var1"] == generator["connectivity_similarity"]
+    assert realism["measures"]["connectivity similarity"]["model"] == fidelity["connectivity_similarity"]
+    wins = sum((e["model"] > e["gaussian_var1"]) if e["better"] == "higher" else (e["model"] < e["gaussian_var1"])
+               if e["better"] == "lower" else abs(e["model"] - e["real_or_ceiling"]) < abs(e["gaussian_var1"] - e["real_or_ceiling"])
+               for e in realism["measures"].values())
+    assert realism["model_better"]["gaussian_var1"] == wins and realism["of"] == len(realism["measures"]) == 15
 
 
 def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
@@ -68,6 +76,9 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     assert f"{fidelity['ssim']:.3f} z-scored category-mean maps" in headline
     assert f"{summary['decoding']['best_classical']} {summary['decoding']['best_classical_accuracy']:.3f}" in headline
     assert f"{summary['anomalies']['best_baseline']} {summary['anomalies']['best_baseline_auroc']:.3f}" in headline
+    realism = summary["ssim"]["realism_vs_classical_generator"]
+    assert f"model better on {realism['model_better']['gaussian_var1']} of 15 measures" in headline
+    assert "Against the classical generator" in page
 
 
 def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):

@@ -14,7 +14,7 @@ import numpy as np
 from ..atomic import atomic_file
 from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, fmt, img, load_json, not_run,
                           png_file_to_base64, table, training_figure)
-from .report_summary import headline, provenance
+from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
             "anomalies", "interpretability", "provenance")
@@ -34,6 +34,11 @@ def headline_section(summary: dict, fidelity, decoding, auc, split: dict) -> lis
                      f"raw-intensity SSIM {fmt(fidelity.get('ssim_raw_intensity'))} (uninformative, see fidelity)"])
         rows.append(["Category-specificity gap of SSIM", fmt(fidelity["category_specificity_gap"]),
                      fmt(fidelity["category_specificity_gap_ceiling"]), "0 for any category-blind generator", ""])
+        realism = summary["ssim"].get("realism_vs_classical_generator")
+        if realism:
+            rows.append(["Realism against the classical generator (category means + voxelwise AR(1))",
+                         f"model better on {realism['model_better']['gaussian_var1']} of {realism['of']} measures", "–",
+                         "gaussian_var1 (see fidelity)", "one seed; read beside the fidelity section"])
     if decoding:
         h = summary["decoding"]
         rows.append(["8-way decoding (source: 78 %; held-out runs, block or volume units as named)",
@@ -119,6 +124,7 @@ def fidelity_sections(fidelity, figure_slices, figure_ssim) -> list[str]:
                 ["memorisation ratio (≈1 = no copying)", f["memorisation"]["ratio"], "1.0", ""],
                 ["diversity: pairwise SSIM synthetic / real", f["diversity_mean_pairwise_ssim"]["synthetic"], f["diversity_mean_pairwise_ssim"]["heldout_real"], ""]]
         parts.append(table(rows, ["measure", "model", "ceiling (real vs real)", "baselines"]))
+        parts.extend(generator_table(fidelity))
         parts.append(f"<p class='weak'>{html.escape(f.get('ssim_raw_intensity_note', ''))}</p>")
         parts.append(f"<p>Protocol: {html.escape(f['protocol']['ssim'])}; data range {f['protocol']['data_range']:.2f} "
                      f"({html.escape(f['protocol']['data_range_source'])}).</p>")
@@ -127,6 +133,21 @@ def fidelity_sections(fidelity, figure_slices, figure_ssim) -> list[str]:
     else:
         parts.append(not_run("evaluate_ssim"))
     return parts
+
+
+def generator_table(fidelity) -> list[str]:
+    """The model beside the classical generator on every realism measure (the comparison that says
+    whether the diffusion model earns its place as a generator)."""
+    if not fidelity.get("generator_baselines"):
+        return []
+    realism = realism_against_generators(fidelity)
+    names = list(fidelity["generator_baselines"])
+    rows = [[measure, entry["model"], *[entry[name] for name in names], entry["real_or_ceiling"], entry["better"]]
+            for measure, entry in realism["measures"].items()]
+    wins = ", ".join(f"{name}: model better on {n} of {realism['of']}" for name, n in realism["model_better"].items())
+    return ["<h3>Against the classical generator</h3>",
+            f"<p>{html.escape(fidelity.get('generator_baselines_note', ''))}. {html.escape(wins)}.</p>",
+            table(rows, ["measure", "model", *names, "real held-out / ceiling", "better is"])]
 
 
 def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:

@@ -24,6 +24,8 @@ def headline(fidelity, decoding, auc) -> dict:
                        "category_specificity_gap": fidelity["category_specificity_gap"],
                        "category_specificity_gap_ceiling": fidelity["category_specificity_gap_ceiling"],
                        "raw_intensity": fidelity.get("ssim_raw_intensity")}
+        if fidelity.get("generator_baselines"):
+            out["realism_vs_classical_generator"] = realism_against_generators(fidelity)
     if decoding:
         decoders = decoding["decoders"]
         classical = {k: v for k, v in decoders.items() if not k.startswith("diffusion")}
@@ -67,3 +69,44 @@ def provenance(config: dict, benchmarks: list[str], seeds: dict) -> dict:
     return {"git_commit": commit, "uncommitted_changes": dirty, "python": platform.python_version(),
             "platform": platform.platform(), "versions": versions, "seeds": seeds, "runtimes": runtimes,
             "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "config": config}
+
+
+# measure -> (how to read it from fidelity.json for the model, for a generator baseline, and the real
+# reference; which way is better). "closer" = closer to the real held-out value.
+REALISM_MEASURES = {
+    "SSIM of category-mean maps": (lambda f: f["ssim"], lambda g: g["ssim"], lambda f: f["ssim_ceiling"], "higher"),
+    "category-specificity gap": (lambda f: f["category_specificity_gap"], lambda g: g["category_specificity_gap"],
+                                 lambda f: f["category_specificity_gap_ceiling"], "higher"),
+    "map correlation": (lambda f: f["map_correlation"], lambda g: g["map_correlation"], lambda f: f["map_correlation_ceiling"], "higher"),
+    "RSA": (lambda f: f["rsa"], lambda g: g["rsa"], lambda f: f["rsa_ceiling"], "higher"),
+    "connectivity similarity": (lambda f: f["connectivity_similarity"], lambda g: g["connectivity_similarity"],
+                                lambda f: f["connectivity_similarity_ceiling"], "higher"),
+    **{f"autocorrelation lag {k}": (lambda f, k=k: f["temporal_autocorrelation"]["synthetic"][f"lag{k}"],
+                                    lambda g, k=k: g["temporal_autocorrelation"][f"lag{k}"],
+                                    lambda f, k=k: f["temporal_autocorrelation"]["heldout_real"][f"lag{k}"], "closer")
+       for k in (1, 2, 3)},
+    "C2ST accuracy, linear (0.5 ideal)": (lambda f: f["c2st_accuracy"], lambda g: g["c2st_accuracy"], lambda f: 0.5, "lower"),
+    "C2ST accuracy, RBF (0.5 ideal)": (lambda f: f["c2st_rbf_accuracy"], lambda g: g["c2st_rbf_accuracy"], lambda f: 0.5, "lower"),
+    "MMD²": (lambda f: f["mmd"]["mmd2"], lambda g: g["mmd"]["mmd2"], lambda f: f["mmd_ceiling"]["mmd2"], "lower"),
+    "TSTR accuracy": (lambda f: f["tstr_accuracy"], lambda g: g["tstr_accuracy"], lambda f: f["trtr_accuracy"], "higher"),
+    "global std": (lambda f: f["global_std"]["synthetic"], lambda g: g["global_std"], lambda f: f["global_std"]["heldout_real"], "closer"),
+    "voxel std map correlation": (lambda f: f["voxel_std_map_correlation"], lambda g: g["voxel_std_map_correlation"],
+                                  lambda f: f["voxel_std_map_correlation_ceiling"], "higher"),
+}
+
+
+def realism_against_generators(fidelity: dict) -> dict:
+    """Each realism measure for the model, every classical generator and the real reference, and
+    which of model and generator is better: ``{"measures": {...}, "model_better": {name: n}, "of": n}``."""
+    generators = fidelity.get("generator_baselines", {})
+    measures, wins = {}, {name: 0 for name in generators}
+    for measure, (model_of, generator_of, real_of, better) in REALISM_MEASURES.items():
+        real = real_of(fidelity)
+        entry = {"model": model_of(fidelity), "real_or_ceiling": real, "better": better}
+        for name, values in generators.items():
+            entry[name] = generator_of(values)
+            model_wins = {"higher": entry["model"] > entry[name], "lower": entry["model"] < entry[name],
+                          "closer": abs(entry["model"] - real) < abs(entry[name] - real)}[better]
+            wins[name] += int(model_wins)
+        measures[measure] = entry
+    return {"measures": measures, "model_better": wins, "of": len(REALISM_MEASURES)}
