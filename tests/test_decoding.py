@@ -122,3 +122,15 @@ def test_diffusion_classifier_picks_the_category_that_denoises_best():
     assert target.sum(1).tolist() == [3, 3, 3, 3]
     classifier = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=4, batch_size=16).fit()
     assert classifier.predict_blocks(clips, design, target).tolist() == [3, 5, 3, 5]
+
+
+def test_the_permutation_null_and_leave_one_run_out_do_not_depend_on_the_number_of_processes():
+    """Parallel refits draw the same shuffles and fit the same seeded decoder: identical results
+    (more features than samples, so liblinear's dual solver and its random order are in play)."""
+    from modalmerge.analysis.decoding import linear_svm
+    X, y, runs = planted(per_category=2, n_voxels=200)
+    one = heldout_split_decoding(linear_svm(), X, y, runs, [1, 2, 3, 4], [5, 6], CATEGORIES, 12, 0, n_jobs=1)
+    two = heldout_split_decoding(linear_svm(), X, y, runs, [1, 2, 3, 4], [5, 6], CATEGORIES, 12, 0, n_jobs=2)
+    assert one["null_accuracies"] == two["null_accuracies"] and one["p_value"] == two["p_value"]
+    assert leave_one_run_out(linear_svm(), X, y, runs, CATEGORIES, n_jobs=2) == leave_one_run_out(
+        linear_svm(), X, y, runs, CATEGORIES, n_jobs=1)

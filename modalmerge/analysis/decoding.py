@@ -10,10 +10,11 @@ permutation p-value (labels shuffled within runs). The diffusion-based decoders 
 from __future__ import annotations
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, recall_score
-from sklearn.model_selection import LeaveOneGroupOut
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
@@ -24,8 +25,10 @@ from ..data.clips import label_blocks
 
 def linear_svm() -> LinearSVC:
     """The project's linear decoder (decoding, augmentation, category fidelity, TSTR): C=0.01 was
-    the best of a coarse grid under leave-one-run-out on the training runs."""
-    return LinearSVC(C=0.01, max_iter=5000)
+    the best of a coarse grid under leave-one-run-out on the training runs. A fixed ``random_state``
+    makes liblinear's dual solver (chosen when features outnumber samples) reproducible in any
+    process, parallel permutation refits included."""
+    return LinearSVC(C=0.01, max_iter=5000, random_state=0)
 
 
 def linear_svm_accuracy(X_fit, y_fit, X_score, y_score) -> float:
@@ -93,18 +96,24 @@ def permutation_p_value(null, observed: float) -> float:
 
 
 def refit_null(estimator, X_train, y_train, runs_train, X_test, y_test, n_permutations: int, rng,
-               X_extra=None, y_extra=None) -> list[float]:
+               X_extra=None, y_extra=None, n_jobs: int = 1) -> list[float]:
     """Held-out accuracies of ``estimator`` refitted on training labels shuffled within runs
-    (``X_extra``/``y_extra``, e.g. synthetic volumes, are appended unshuffled to every fit)."""
+    (``X_extra``/``y_extra``, e.g. synthetic volumes, are appended unshuffled to every fit).
+
+    The shuffles are drawn first, in order, from ``rng``; the refits then run in ``n_jobs``
+    processes, so the null is the same for any ``n_jobs``.
+    """
     if X_extra is not None:
         X_train = np.concatenate([X_train, X_extra])
-    null = []
-    for _ in range(n_permutations):
-        permuted = shuffle_within_runs(y_train, runs_train, rng)
-        if y_extra is not None:
-            permuted = np.concatenate([permuted, y_extra])
-        null.append(float(np.mean(clone(estimator).fit(X_train, permuted).predict(X_test) == y_test)))
-    return null
+    shuffles = [shuffle_within_runs(y_train, runs_train, rng) for _ in range(n_permutations)]
+    if y_extra is not None:
+        shuffles = [np.concatenate([permuted, y_extra]) for permuted in shuffles]
+    return Parallel(n_jobs=n_jobs)(delayed(_refit_accuracy)(estimator, X_train, permuted, X_test, y_test)
+                                   for permuted in shuffles)
+
+
+def _refit_accuracy(estimator, X_train, y_train, X_test, y_test) -> float:
+    return float(np.mean(clone(estimator).fit(X_train, y_train).predict(X_test) == y_test))
 
 
 def score(y_true, y_pred, categories, groups) -> dict:
@@ -125,7 +134,8 @@ def chance_level(y_test: np.ndarray, groups: np.ndarray) -> dict:
     return {"chance": float(1 / len(np.unique(y_test))), "majority_rate_per_run": per_run}
 
 
-def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categories, n_permutations, seed) -> dict:
+def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categories, n_permutations, seed,
+                           n_jobs: int = 1) -> dict:
     """Fit on the training runs, score on the held-out runs; permutation test by refitting with labels
     shuffled within the training runs. Returns the score dict with ``p_value`` and ``null``."""
     train, test = np.isin(runs, train_runs), np.isin(runs, test_runs)
@@ -134,7 +144,7 @@ def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categor
     model = clone(estimator).fit(X[train], y[train])
     result = score(y[test], model.predict(X[test]), categories, runs[test])
     null = refit_null(estimator, X[train], y[train], runs[train], X[test], y[test], n_permutations,
-                      np.random.default_rng(seed))
+                      np.random.default_rng(seed), n_jobs=n_jobs)
     result.update(chance_level(y[test], runs[test]))
     result["p_value"] = permutation_p_value(null, result["accuracy"])
     result["null_accuracies"] = null
@@ -143,18 +153,16 @@ def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categor
     return result
 
 
-def leave_one_run_out(estimator, X, y, runs, categories) -> dict:
+def leave_one_run_out(estimator, X, y, runs, categories, n_jobs: int = 1) -> dict:
     """Leave-one-run-out over all runs (the literature's protocol)."""
-    predictions = np.empty_like(y)
-    for train, test in LeaveOneGroupOut().split(X, y, runs):
-        predictions[test] = clone(estimator).fit(X[train], y[train]).predict(X[test])
+    predictions = cross_val_predict(estimator, X, y, groups=runs, cv=LeaveOneGroupOut(), n_jobs=n_jobs)
     result = score(y, predictions, categories, runs)
     result["accuracy_std_over_runs"] = float(np.std(result["fold_scores"]))
     return result
 
 
 def augmentation_curve(X, y, runs, train_runs, test_runs, categories, syn_X, syn_y, fractions,
-                       fraction: float, n_permutations: int, seed: int) -> dict:
+                       fraction: float, n_permutations: int, seed: int, n_jobs: int = 1) -> dict:
     """The linear SVM trained on real training runs plus a growing share of synthetic volumes
     ``syn_X`` ``(n, n_voxels)`` with labels ``syn_y`` (rest volumes are left out)."""
     keep = np.isin(syn_y, categories)
@@ -177,7 +185,7 @@ def augmentation_curve(X, y, runs, train_runs, test_runs, categories, syn_X, syn
     result.update(chance_level(y[test], runs[test]))
     # permutation test: the real training labels shuffled within runs (synthetic labels kept)
     null = refit_null(linear_svm(), X[train], y[train], runs[train], X[test], y[test], n_permutations, rng,
-                      extra_X, extra_y)
+                      extra_X, extra_y, n_jobs=n_jobs)
     result.update({"curve": curve, "synthetic_fraction": fraction, "n_synthetic": n_used,
                    "train_runs": [int(r) for r in train_runs], "test_runs": [int(r) for r in test_runs],
                    "p_value": permutation_p_value(null, result["accuracy"]),

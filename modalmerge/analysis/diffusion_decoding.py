@@ -123,11 +123,11 @@ def encoder_features(diffusion, X: np.ndarray, runs: np.ndarray, clip_length: in
 
 
 def encoder_probe_decoding(diffusion, X_volumes, runs_all, is_category, y, runs, train_runs, test_runs, categories,
-                           clip_length: int, n_permutations: int, seed: int) -> dict:
+                           clip_length: int, n_permutations: int, seed: int, n_jobs: int = 1) -> dict:
     """A linear probe of the denoiser's bottleneck features, scored like the classical decoders."""
     features = encoder_features(diffusion, X_volumes, runs_all, clip_length, seed=seed)[is_category]
     # ridge: closed form, so the permutation refits on ~4k features take seconds (a LinearSVC
     # probe took over 10 minutes to converge on shuffled labels); alpha chosen by efficient
     # leave-one-out inside the training runs of each fit, never on held-out data
     probe = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=np.logspace(1, 5, 9)))
-    return heldout_split_decoding(probe, features, y, runs, train_runs, test_runs, categories, n_permutations, seed)
+    return heldout_split_decoding(probe, features, y, runs, train_runs, test_runs, categories, n_permutations, seed, n_jobs)

@@ -48,6 +48,7 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
     runs = data.runs[is_category]
     train_runs, test_runs = data.train_runs, data.test_runs
     n_perm, seed = config["n_permutations"], config["seed"]
+    jobs = usable_threads(threads)  # permutation and leave-one-run-out refits run in this many processes
     results, timings = {}, {}
 
     def run(name, fn):
@@ -57,16 +58,16 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
         log.info("%s: accuracy %.3f", name, results[name]["accuracy"])
 
     for name, estimator in classical_decoders().items():
-        run(name, lambda e=estimator: {**heldout_split_decoding(e, X, y, runs, train_runs, test_runs, categories, n_perm, seed),
-                                       "leave_one_run_out": leave_one_run_out(e, X, y, runs, categories)})
+        run(name, lambda e=estimator: {**heldout_split_decoding(e, X, y, runs, train_runs, test_runs, categories, n_perm, seed, jobs),
+                                       "leave_one_run_out": leave_one_run_out(e, X, y, runs, categories, jobs)})
     Xb, yb, rb = block_average(X, y, runs)
-    run("linear_svm_block_averaged", lambda: {**heldout_split_decoding(linear_svm(), Xb, yb, rb, train_runs, test_runs, categories, n_perm, seed),
-                                              "leave_one_run_out": leave_one_run_out(linear_svm(), Xb, yb, rb, categories)})
+    run("linear_svm_block_averaged", lambda: {**heldout_split_decoding(linear_svm(), Xb, yb, rb, train_runs, test_runs, categories, n_perm, seed, jobs),
+                                              "leave_one_run_out": leave_one_run_out(linear_svm(), Xb, yb, rb, categories, jobs)})
     if config["nilearn_decoder"]:
         import nibabel as nib
         mask_img = nib.Nifti1Image(data.mask.astype(np.uint8), data.affine)
         run("nilearn_decoder", lambda: heldout_split_decoding(NilearnDecoder(mask_img, seed=seed), X, y, runs, train_runs,
-                                                              test_runs, categories, min(n_perm, config["n_permutations_slow"]), seed))
+                                                              test_runs, categories, min(n_perm, config["n_permutations_slow"]), seed, jobs))
 
     if diffusion is not None:
         clip_length = meta["config"]["model"]["clip_length"]
@@ -74,13 +75,14 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
             diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
             config["diffusion_pairs"], n_perm, seed))
         run("diffusion_encoder_features", lambda: encoder_probe_decoding(
-            diffusion, data.X, data.runs, is_category, y, runs, train_runs, test_runs, categories, clip_length, n_perm, seed))
+            diffusion, data.X, data.runs, is_category, y, runs, train_runs, test_runs, categories, clip_length, n_perm, seed,
+            jobs))
 
     if synthetic_path is not None:
         syn_X, syn_y = read_synthetic_volumes(synthetic_path, data.mask)
         run("diffusion_augmented_svm", lambda: augmentation_curve(
             X, y, runs, train_runs, test_runs, categories, syn_X, syn_y, config["augmentation_fractions"],
-            config["augmentation_fraction"], n_perm, seed))
+            config["augmentation_fraction"], n_perm, seed, jobs))
     return results, timings
 
 
