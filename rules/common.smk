@@ -47,6 +47,7 @@ def report_inputs(wildcards):
         "snapshots": rules.sample.output.snapshots.format(subject=subject),
         "attention_nifti": rules.sample.output.attention_nifti.format(subject=subject),
         "attention_temporal": rules.sample.output.attention_temporal.format(subject=subject),
+        "interpretability": rules.sample.output.interpretability.format(subject=subject),
     }
     if config["stages"]["evaluate_ssim"]:
         inputs["fidelity"] = rules.evaluate_ssim.output.json.format(subject=subject)

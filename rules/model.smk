@@ -40,6 +40,7 @@ rule sample:
         attention_nifti="results/samples/{subject}/{subject}_desc-attention_map.nii.gz",
         attention_temporal="results/samples/{subject}/attention_temporal.npz",
         summary="results/samples/{subject}/sampling_summary.json",
+        interpretability="results/samples/{subject}/interpretability.json",
     params:
         sample=config["sample"],
         device=config["train"]["device"],

@@ -79,6 +79,7 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     realism = summary["ssim"]["realism_vs_classical_generator"]
     assert f"model better on {realism['model_better']['gaussian_var1']} of 15 measures" in headline
     assert "Against the classical generator" in page
+    assert "attention vs selectivity (Spearman)" in page  # the interpretability numbers, whatever they say
 
 
 def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):

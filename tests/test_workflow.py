@@ -64,7 +64,8 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
     for name in ("model.pt", "training_log.tsv", "training_summary.json"):
         assert (workflow_dir / "results/model/sub001" / name).exists(), name
     for name in ("sub001_desc-synthetic_bold.nii.gz", "synthetic.npz", "diffusion_snapshots.npz",
-                 "sub001_desc-attention_map.nii.gz", "attention_temporal.npz", "sampling_summary.json"):
+                 "sub001_desc-attention_map.nii.gz", "attention_temporal.npz", "sampling_summary.json",
+                 "interpretability.json"):
         assert (workflow_dir / "results/samples/sub001" / name).exists(), name
     fidelity = json.loads((workflow_dir / "results/eval/sub001/fidelity.json").read_text())
     for key in ("ssim", "ssim_ceiling", "ssim_baselines", "category_specificity_gap", "ssim_raw_intensity",

@@ -192,9 +192,25 @@ def interpretability_section(inputs: dict, volumes_path) -> list[str]:
                          "bottleneck (mean over frames), per category, upsampled to the volume grid.", "spatial attention"))
         parts.append(img(temporal, "Temporal attention: the temporal transformer's T x T weights (rows: query frame), "
                          "averaged over locations, per category.", "temporal attention"))
+        parts.extend(selectivity_table(load_json(inputs.get("interpretability"))))
     else:
         parts.append(not_run("sample"))
     return parts
+
+
+def selectivity_table(result) -> list[str]:
+    """Whether the attention points at category-selective voxels, against the shuffled-label null."""
+    if not result:
+        return []
+    rows = [[name.replace("_", " "), entry["spearman"], entry["null_99th_percentile"], entry["p_value"],
+             "yes" if entry["above_null_99th"] else "no"]
+            for name, entry in result.items() if isinstance(entry, dict)]
+    verdict = ("The attention maps point at category-selective voxels beyond the shuffled-label null."
+               if any(row[-1] == "yes" for row in rows) else
+               "The attention maps do not carry category information: neither correlation exceeds the 99th "
+               "percentile of the shuffled-label null.")
+    return [table(rows, ["attention vs selectivity (Spearman)", "observed", "null 99th percentile", "p", "above null"]),
+            f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations).</p>"]
 
 
 def provenance_section(prov: dict, seeds: dict, config: dict) -> list[str]:

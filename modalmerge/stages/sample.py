@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..analysis.attention import attention_maps
+from ..analysis.attention import attention_maps, attention_selectivity
 from ..atomic import atomic_file
 from ..data.clips import covering_clips
 from ..data.dataset import PreparedData
@@ -45,7 +45,7 @@ def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray,
 def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample_config: dict, out: dict,
                    device: str = "auto", threads: int = 1) -> dict:
     """sample for one subject; ``out`` keys: ``nifti``, ``npz``, ``snapshots``, ``attention_nifti``,
-    ``attention_temporal``, ``summary``."""
+    ``attention_temporal``, ``summary`` and (optional) ``interpretability``."""
     torch.set_num_threads(usable_threads(threads))
     device = choose_device(device)
     diffusion, meta = load_diffusion(checkpoint_path, device)
@@ -113,6 +113,13 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         nib.save(data.to_source_space(spatial_per_category.astype(np.float32)), tmp)
     with atomic_file(out["attention_temporal"]) as tmp:
         np.savez_compressed(tmp, temporal=temporal_per_category, label_ids=categories, class_names=np.array(class_names))
+    if "interpretability" in out and len(spatial_per_category):
+        train = ~data.is_test
+        interpretability = attention_selectivity(spatial_per_category[:, data.mask], data.X[train][:, data.mask],
+                                                 data.label_ids[train], data.runs[train], list(categories),
+                                                 seed=sample_config["seed"])
+        with atomic_file(out["interpretability"]) as tmp:
+            tmp.write_text(json.dumps(interpretability, indent=2))
     summary = {
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
