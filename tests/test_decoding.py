@@ -134,3 +134,26 @@ def test_the_permutation_null_and_leave_one_run_out_do_not_depend_on_the_number_
     assert one["null_accuracies"] == two["null_accuracies"] and one["p_value"] == two["p_value"]
     assert leave_one_run_out(linear_svm(), X, y, runs, CATEGORIES, n_jobs=2) == leave_one_run_out(
         linear_svm(), X, y, runs, CATEGORIES, n_jobs=1)
+
+
+def test_the_diffusion_classifier_clones_and_cross_validates_like_any_estimator():
+    from sklearn.base import clone
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+    from modalmerge.analysis.diffusion_decoding import block_samples
+    rng = np.random.default_rng(0)
+    grid = (5, 4, 1)
+    templates = torch.as_tensor(rng.normal(size=(9, *grid)), dtype=torch.float32)
+    templates[8] = 0
+    scheduler = Scheduler(1000)
+    diffusion = GaussianDiffusion(TemplateDenoiser(templates, scheduler), scheduler, torch.ones(grid))
+    label_ids = np.array([8, 8, 3, 3, 3, 8, 8, 5, 5, 5, 8, 8] * 3)
+    runs = np.repeat([1, 2, 3], 12)
+    X = templates[label_ids].numpy() + 0.1 * rng.normal(size=(36, *grid)).astype(np.float32)
+    blocks = stimulus_blocks(label_ids, runs, rest_id=8)
+    samples = block_samples(*block_clips(X, label_ids, runs, blocks, clip_length=4, rest_id=8))
+    truth = np.array([b[3] for b in blocks])
+    classifier = clone(DiffusionClassifier(diffusion, CATEGORIES, n_pairs=2, batch_size=16))
+    scores = cross_val_score(classifier, samples, truth, groups=[b[0] for b in blocks], cv=LeaveOneGroupOut())
+    assert scores.tolist() == [1.0, 1.0, 1.0]
+    wrong = np.where(truth == 3, 5, 3)  # every label swapped: the classifier disagrees with all of them
+    assert cross_val_score(classifier, samples, wrong, groups=[b[0] for b in blocks], cv=LeaveOneGroupOut()).max() == 0.0

@@ -24,6 +24,10 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
     rest), and the category with the lowest denoising error on the block frames wins. The
     onsets are known, only the category is predicted. ``fit`` only records the classes: the
     trained diffusion model is the classifier.
+
+    As an sklearn estimator (``clone``, ``cross_val_score``), a sample is one block: ``X`` is a
+    sequence of ``(clip (T, x, y, z), design labels (T,), block frames (T,))`` triples, as
+    :func:`block_samples` makes them.
     """
 
     def __init__(self, diffusion=None, categories=None, n_pairs: int = 8, t_range=(100, 600), batch_size: int = 64, seed: int = 0):
@@ -66,6 +70,16 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
 
     def predict_blocks(self, clips, design, target) -> np.ndarray:
         return self.classes_[self.block_errors(clips, design, target).argmin(axis=1)]
+
+    def predict(self, X) -> np.ndarray:
+        """Categories of blocks given as ``(clip, design, block frames)`` triples."""
+        clips, design, target = (np.stack(part) for part in zip(*X))
+        return self.predict_blocks(clips, design, target)
+
+
+def block_samples(clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> list[tuple]:
+    """Blocks as sklearn samples for :class:`DiffusionClassifier`: one ``(clip, design, frames)`` triple each."""
+    return list(zip(clips, design, target))
 
 
 def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, train_runs, rest_id: int,
