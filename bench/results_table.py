@@ -53,10 +53,31 @@ def rows(fidelity: dict, decoding: dict, auc: dict) -> list[str]:
         f"(5 types pooled at default strengths) | 1.0 | {baseline.replace('_', ' ')} {baseline_auroc:.3f} |"
         if "diffusion" in detectors else
         f"| AUC-ROC 0.89 (anomalies unspecified) | diffusion detector not run | 1.0 | {baseline.replace('_', ' ')} {baseline_auroc:.3f} |",
+        *generator_rows(f),
+    ]
+
+
+def generator_rows(f: dict) -> list[str]:
+    """The model against the classical generator (category means + voxelwise AR(1)), where evaluated."""
+    if "generator_baselines" not in f:
+        return []
+    g = f["generator_baselines"]["gaussian_var1"]
+    lag = lambda values: "/".join(f"{values[f'lag{k}']:.2f}" for k in (1, 2, 3))
+    real_lags = f["temporal_autocorrelation"]["heldout_real"]
+    return [
+        f"| realistic synthetic fMRI | connectivity {f['connectivity_similarity']:.3f}; autocorrelation lags 1/2/3 "
+        f"{lag(f['temporal_autocorrelation']['synthetic'])}; std {f['global_std']['synthetic']:.2f}; C2ST linear "
+        f"{f['c2st_accuracy']:.3f}, RBF {f['c2st_rbf_accuracy']:.3f}; MMD² {f['mmd']['mmd2']:.4f}; TSTR {f['tstr_accuracy']:.3f} | "
+        f"real: connectivity {f['connectivity_similarity_ceiling']:.3f}; lags {lag(real_lags)}; std "
+        f"{f['global_std']['heldout_real']:.2f}; C2ST RBF real-vs-real {f['c2st_rbf_accuracy_ceiling']:.3f}; TRTR {f['trtr_accuracy']:.3f} | "
+        f"classical generator (means + voxelwise AR(1)): connectivity {g['connectivity_similarity']:.3f}; lags "
+        f"{lag(g['temporal_autocorrelation'])}; std {g['global_std']:.2f}; C2ST linear {g['c2st_accuracy']:.3f}, RBF "
+        f"{g['c2st_rbf_accuracy']:.3f}; MMD² {g['mmd']['mmd2']:.4f}; TSTR {g['tstr_accuracy']:.3f} |",
     ]
 
 
 def table(results: Path, subject: str = "sub001") -> str:
+    """The table for one subject's outputs under ``results`` (``eval/``, ``decode/``, ``anomalies/``)."""
     read = lambda *parts: json.loads((results.joinpath(*parts)).read_text())
     return "\n".join([HEADER, *rows(read("eval", subject, "fidelity.json"), read("decode", subject, "decoding.json"),
                                     read("anomalies", subject, "auc.json"))])
@@ -64,7 +85,7 @@ def table(results: Path, subject: str = "sub001") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path, help="the workflow's results/ folder")
+    parser.add_argument("results", type=Path, help="the workflow's results/ folder (or bench/results/default_run)")
     parser.add_argument("--subject", default="sub001")
     args = parser.parse_args()
     print(table(args.results, args.subject))
