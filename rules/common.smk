@@ -15,9 +15,19 @@ min_version("8.0")
 config.update(validate_config(config))
 
 SUBJECTS = config["subjects"]
-if workflow.local_exec and workflow.cores and workflow.cores > (os.cpu_count() or 1):
-    print(f"Warning: --cores {workflow.cores} on a machine with {os.cpu_count()} cores: jobs will share cores and "
-          f"each runs slower; use --cores {os.cpu_count()} (make run does).", file=sys.stderr)
+
+
+def requested_cores():
+    """--cores as given, or None (a dry run, --unlock or --report need none; reading it then raises)."""
+    try:
+        return workflow.cores
+    except Exception:
+        return None
+
+
+if workflow.local_exec and (requested_cores() or 0) > (os.cpu_count() or 1):
+    print(f"Warning: --cores {requested_cores()} on a machine with {os.cpu_count()} cores: jobs will share cores "
+          f"and each runs slower; use --cores {os.cpu_count()} (make run does).", file=sys.stderr)
 WORKFLOW_STARTED = time.time()
 
 

@@ -34,7 +34,7 @@ def headline_section(summary: dict, fidelity, decoding, auc, split: dict) -> lis
                      f"raw-intensity SSIM {fmt(fidelity.get('ssim_raw_intensity'))} (uninformative, see fidelity)"])
         rows.append(["Category-specificity gap of SSIM", fmt(fidelity["category_specificity_gap"]),
                      fmt(fidelity["category_specificity_gap_ceiling"]), "0 for any category-blind generator", ""])
-        realism = summary["ssim"].get("realism_vs_classical_generator")
+        realism = summary.get("realism_vs_classical_generator")
         if realism:
             rows.append(["Realism against the classical generator (category means + voxelwise AR(1))",
                          f"model better on {realism['model_better']['gaussian_var1']} of {realism['of']} measures", "–",
