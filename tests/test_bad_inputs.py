@@ -346,3 +346,17 @@ def test_decode_checks_the_checkpoint_before_the_classical_decoders(tmp_path, pr
     with pytest.raises(ModalMergeInputError, match="Cannot load checkpoint .*model.pt"):
         stage.decode_subject(prepared_slice["volumes"], truncated_checkpoint(tmp_path / "model.pt"), None,
                              defaults({})["decode"])
+
+
+def test_the_ancestor_watch_names_a_launcher_that_is_gone():
+    """The trainer's watch: alive while its parent runs, names the parent once it has exited."""
+    import subprocess
+    import sys
+    from modalmerge.training.guard import AncestorWatch
+    code = ("import time, sys; from modalmerge.training.guard import AncestorWatch; w = AncestorWatch(); "
+            "print(w.gone(), flush=True); time.sleep(1.5); print(w.gone(), flush=True)")
+    # a short-lived parent (a shell that starts the child in the background and exits)
+    out = subprocess.run(["bash", "-c", f"{sys.executable} -c '{code}' & sleep 0.5"], capture_output=True, text=True)
+    first, later = out.stdout.splitlines()  # the pipe stays open until the child ends, so both lines arrive
+    assert first == "None" and later.startswith("PID ")
+    assert AncestorWatch().gone() is None  # this test's own parents are alive

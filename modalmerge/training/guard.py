@@ -73,7 +73,10 @@ class AncestorWatch:
     first that no longer runs."""
 
     def __init__(self, depth: int = 4):
-        ancestors = [p for p in psutil.Process().parents()[:depth] if p.pid > 1]
+        try:
+            ancestors = [p for p in psutil.Process().parents()[:depth] if p.pid > 1]
+        except psutil.Error:  # a process table we may not read: watch nothing rather than fail
+            ancestors = []
         self.ancestors = ancestors[:1]
         for i, process in enumerate(ancestors):
             try:
@@ -86,7 +89,10 @@ class AncestorWatch:
 
     def gone(self) -> str | None:
         for process in self.ancestors:
-            if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+            try:
+                if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                    return f"PID {process.pid}"
+            except psutil.NoSuchProcess:
                 return f"PID {process.pid}"
         return None
 
