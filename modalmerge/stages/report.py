@@ -142,7 +142,9 @@ def generator_table(fidelity) -> list[str]:
         return []
     realism = realism_against_generators(fidelity)
     names = list(fidelity["generator_baselines"])
-    rows = [[measure, entry["model"], *[entry[name] for name in names], entry["real_or_ceiling"], entry["better"]]
+    significant = lambda value: f"{value:.3g}" if abs(value) < 0.1 else f"{value:.3f}"  # MMD² is ~0.002
+    rows = [[measure, significant(entry["model"]), *[significant(entry[name]) for name in names],
+             significant(entry["real_or_ceiling"]), entry["better"]]
             for measure, entry in realism["measures"].items()]
     wins = ", ".join(f"{name}: model better on {n} of {realism['of']}" for name, n in realism["model_better"].items())
     return ["<h3>Against the classical generator</h3>",
