@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.feature_selection import f_classif
+
+from .decoding import shuffle_within_runs
 
 
 @torch.no_grad()
@@ -26,7 +29,6 @@ def selectivity_maps(X: np.ndarray, y: np.ndarray, categories) -> tuple[np.ndarr
     """Univariate category selectivity of every voxel of ``X`` (n, n_voxels): the one-way ANOVA F
     across ``categories`` ``(n_voxels,)``, and per category the t statistic of it against the others
     ``(n_categories, n_voxels)``."""
-    from sklearn.feature_selection import f_classif
     keep = np.isin(y, categories)
     X, y = X[keep], y[keep]
     f_values, _ = f_classif(X, y)
@@ -55,7 +57,6 @@ def attention_selectivity(attention: np.ndarray, X: np.ndarray, y: np.ndarray, r
     and ``category_specific`` (each category's attention minus the mean attention, vs that
     category's t map against the others).
     """
-    from .decoding import shuffle_within_runs
     attention_ranks = _ranks(attention)
     specific_ranks = _ranks(attention - attention.mean(0))
 

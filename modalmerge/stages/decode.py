@@ -36,9 +36,14 @@ def read_synthetic_volumes(synthetic_path, mask: np.ndarray) -> tuple[np.ndarray
 
 
 def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, device: str = "cpu", threads: int = 1):
-    """Run every decoder; return ``(results_by_decoder, timings)``."""
+    """Run every decoder on the prepared data at ``volumes_path``; return ``(results_by_decoder, timings)``."""
+    return decode_prepared(PreparedData.load(volumes_path), checkpoint_path, synthetic_path, config, device, threads)
+
+
+def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config: dict, device: str = "cpu",
+                    threads: int = 1):
+    """Run every decoder on loaded prepared data; return ``(results_by_decoder, timings)``."""
     torch.set_num_threads(usable_threads(threads))
-    data = PreparedData.load(volumes_path)
     # a missing or broken checkpoint fails here, before the classical decoders' minutes of work
     diffusion, meta = load_diffusion(checkpoint_path, choose_device(device)) if checkpoint_path is not None else (None, None)
     categories = data.categories
@@ -112,6 +117,7 @@ def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, ou
                  threads: int = 1) -> dict:
     """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
     :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
-    results, timings = decode_subject(volumes_path, checkpoint_path, synthetic_path, config, device, threads)
-    write_decoding_outputs(results, timings, PreparedData.load(volumes_path).category_names, out)
+    data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
+    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads)
+    write_decoding_outputs(results, timings, data.category_names, out)
     return {name: round(result["accuracy"], 3) for name, result in results.items()}
