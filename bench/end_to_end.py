@@ -34,7 +34,7 @@ def cold_run(code: Path, configfile: Path, folder: Path, cores: int, subject: st
     """Run the whole workflow of the checkout ``code`` in ``folder``; per-rule seconds and the wall total."""
     folder.mkdir(parents=True)
     shutil.copy(configfile, folder / "config.yaml")
-    env = dict(os.environ, PYTHONPATH=str(code))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "-s", str(code / "Snakefile"), "--directory", str(folder),
                     "--configfile", str(folder / "config.yaml"), "--cores", str(cores), "--resources", "gpu=1"],

@@ -51,7 +51,22 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
             lines.append(f"config key '{key}': {message}")
         raise ModalMergeInputError("Invalid configuration:\n  " + "\n  ".join(lines) +
                                    f"\nSee modalmerge/{Path(schema_path).name} for every key, its type and its default.")
+    _check_across_keys(config)
     return config
+
+
+def _check_across_keys(config: dict) -> None:
+    """Rules that tie two keys together (a schema states one key at a time)."""
+    sample, model, train = config.get("sample", {}), config.get("model", {}), config.get("train", {})
+    if "overlap" in sample and "clip_length" in model and sample["overlap"] >= model["clip_length"]:
+        raise ModalMergeInputError(
+            f"config key 'sample.overlap': {sample['overlap']} frames carried over leaves nothing new in a clip of "
+            f"model.clip_length {model['clip_length']}; use 0..{model['clip_length'] - 1}.")
+    test_runs = set(config.get("prep", {}).get("split", {}).get("test_runs") or [])
+    if test_runs & set(train.get("validation_runs") or []):
+        raise ModalMergeInputError(
+            f"config key 'train.validation_runs': runs {sorted(test_runs & set(train['validation_runs']))} are test runs "
+            "(prep.split.test_runs); the validation split must come from the training runs.")
 
 
 def _unknown_keys_message(instance: dict, schema: dict) -> str:

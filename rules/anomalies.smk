@@ -53,7 +53,7 @@ rule score_auc:
     params:
         anomalies=config["anomalies"],
         device=config["train"]["device"],
-    threads: 2
+    threads: LIGHT_THREADS
     conda:
         "../environment.yml"
     log:

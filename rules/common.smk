@@ -31,6 +31,18 @@ if workflow.local_exec and (requested_cores() or 0) > (os.cpu_count() or 1):
 WORKFLOW_STARTED = time.time()
 
 
+def machine_cores() -> int:
+    """--cores, capped at this machine's cores (1 for a dry run)."""
+    return max(1, min(requested_cores() or 1, os.cpu_count() or 1))
+
+
+# Threads of the evaluation stages, from --cores (not a fixed number): evaluate_ssim and score_auc
+# take a quarter (at least 2) so that they run beside decode, which takes the rest (at least 2).
+# On 2 cores every stage gets 2 and they run one after the other; on 16, decode 12 and the others 4.
+LIGHT_THREADS = min(machine_cores(), max(2, machine_cores() // 4))
+DECODE_THREADS = min(machine_cores(), max(2, machine_cores() - LIGHT_THREADS))
+
+
 def workflow_built_the_report() -> bool:
     page = Path(rules.report_index.output.html)
     return page.exists() and page.stat().st_mtime >= WORKFLOW_STARTED

@@ -26,7 +26,7 @@ rule decode:
     params:
         decode=config["decode"],
         device=config["train"]["device"],
-    threads: 2
+    threads: DECODE_THREADS
     conda:
         "../environment.yml"
     log:

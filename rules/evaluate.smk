@@ -23,7 +23,7 @@ rule evaluate_ssim:
         ),
     params:
         evaluate=config["evaluate"],
-    threads: 2
+    threads: LIGHT_THREADS
     conda:
         "../environment.yml"
     log:

@@ -57,8 +57,52 @@ def test_training_writes_a_weights_only_checkpoint_with_everything_to_sample(tmp
     assert np.allclose(meta["source_affine"], nib.load(prepared_slice["bold"]).affine)
     log = pd.read_csv(tmp_path / "training_log.tsv", sep="\t")
     assert log["step"].tolist() == [2, 4, 6]
-    assert list(log.columns) == ["step", "loss", "heldout_loss", "learning_rate", "wall_time_s"]
+    assert list(log.columns) == ["step", "loss", "heldout_loss", "learning_rate", "wall_time_s", "validation_loss"]
     assert np.isfinite(log["heldout_loss"].iloc[-1])
+    assert summary["validation_runs"] == [] and summary["chosen_step"] == 6  # no validation: the last step
+
+
+def test_a_validation_run_is_left_out_of_training_and_chooses_the_checkpoint(tmp_path, prepared_slice, monkeypatch):
+    """With train.validation_runs [9]: the model trains on runs 1-8; the EMA weights of the step with the lowest
+    validation error (never a test-run error) become the model, and the log carries the curve."""
+    import modalmerge.stages.train as train_stage
+    seen_runs = []
+    real_make_clips = train_stage.make_clips
+
+    def spy(X, labels, runs, keep_runs, *args, **kwargs):
+        seen_runs.append(sorted(int(r) for r in keep_runs))
+        return real_make_clips(X, labels, runs, keep_runs, *args, **kwargs)
+
+    monkeypatch.setattr(train_stage, "make_clips", spy)
+    config = tiny_config(steps=8)
+    config["train"]["validation_runs"] = [9]
+    config["train"]["eval_every"] = 2
+    summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path),
+                            threads=2, progress=False)
+    assert seen_runs[0] == list(range(1, 9)) and seen_runs[1] == [9] and seen_runs[2] == [10, 11, 12]
+    assert summary["train_runs"] == list(range(1, 9)) and summary["validation_runs"] == [9]
+    log = pd.read_csv(tmp_path / "training_log.tsv", sep="\t")
+    assert log["validation_loss"].notna().all() and len(log) == 4
+    best = log.loc[log["validation_loss"].idxmin()]
+    assert summary["chosen_step"] == int(best["step"])
+    assert summary["validation_denoising_error"] == pytest.approx(best["validation_loss"], abs=1e-6)
+    final, rolling = load_checkpoint(tmp_path / "model.pt"), load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert rolling["best"]["step"] == summary["chosen_step"]
+    for key, value in final["ema"].items():
+        assert torch.equal(value, rolling["best"]["ema"][key])
+    if summary["chosen_step"] != 8:  # the chosen weights are not the last ones
+        assert any(not torch.equal(final["ema"][k], rolling["ema"][k]) for k in final["ema"])
+
+
+@pytest.mark.parametrize("runs, message", [([10], "are test runs"), ([13], "not training runs"),
+                                           (list(range(1, 10)), "leaves no run to train on")])
+def test_a_validation_run_outside_the_training_runs_is_refused(tmp_path, prepared_slice, runs, message):
+    config = tiny_config()
+    with pytest.raises(ModalMergeInputError, match=message):
+        config["train"]["validation_runs"] = runs
+        validate_config(config)
+        train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path), progress=False)
+    assert not (tmp_path / "model.pt").exists()
 
 
 class Killed(Exception):

@@ -34,10 +34,10 @@ def build_diffusion(model_config: dict, diffusion_config: dict, grid_shape, n_cl
         attention_levels=model_config.get("attention_levels"), res_blocks=model_config["res_blocks"],
         temporal_heads=model_config["temporal_heads"], temporal_head_dim=model_config["temporal_head_dim"],
         norm_groups=model_config["norm_groups"], dropout=model_config["dropout"],
-        gradient_checkpointing=gradient_checkpointing)
+        gradient_checkpointing=gradient_checkpointing, temporal_levels=model_config.get("temporal_levels") or ())
     scheduler = Scheduler(**scheduler_kwargs(diffusion_config))
     return GaussianDiffusion(network, scheduler, torch.as_tensor(mask), diffusion_config["label_dropout"],
-                             diffusion_config.get("min_snr_gamma"))
+                             diffusion_config.get("min_snr_gamma"), diffusion_config.get("context_prob", 0.0))
 
 
 def save_checkpoint_atomic(state: dict, path: str | Path) -> None:

@@ -16,15 +16,18 @@ from .schedulers import DDIMScheduler, PredictionType, Scheduler
 
 
 class TrainingDraws(NamedTuple):
-    """Timesteps ``t`` (B,), noise (B, T, x, y, z) and label-drop flags (B,) of one training step."""
+    """Timesteps ``t`` (B,), noise (B, T, x, y, z), label-drop flags (B,) and the number of clean
+    context frames (B,) (or None when the model does not learn continuation) of one training step."""
 
     t: torch.Tensor
     noise: torch.Tensor
     drop: torch.Tensor
+    context: torch.Tensor | None = None
 
     def part(self, clips: slice) -> "TrainingDraws":
         """The draws of a contiguous range of clips (one data-parallel rank's share)."""
-        return TrainingDraws(self.t[clips], self.noise[clips], self.drop[clips])
+        return TrainingDraws(self.t[clips], self.noise[clips], self.drop[clips],
+                             None if self.context is None else self.context[clips])
 
 
 class GaussianDiffusion(nn.Module):
@@ -39,10 +42,14 @@ class GaussianDiffusion(nn.Module):
         (teaches the unconditional model used by guidance).
     min_snr_gamma : if set, weight the loss by min(SNR, gamma) / SNR (eps) or
         min(SNR, gamma) / (SNR + 1) (v), the "min-SNR" weighting of Hang et al. (2023).
+    context_prob : probability that a training clip's first k frames (k uniform in 1..T-1) are
+        given clean, at timestep 0, and left out of the loss: the model then also learns to
+        continue a clip from frames already generated (per-frame noise levels, as in video
+        diffusion models that extend sequences); 0 = every frame is noised alike.
     """
 
     def __init__(self, network: nn.Module, scheduler: Scheduler, mask: torch.Tensor,
-                 label_dropout: float = 0.1, min_snr_gamma: float | None = None):
+                 label_dropout: float = 0.1, min_snr_gamma: float | None = None, context_prob: float = 0.0):
         super().__init__()
         if not 0 <= label_dropout < 1:
             raise ValueError(f"label_dropout must be in [0, 1); got {label_dropout}.")
@@ -52,6 +59,9 @@ class GaussianDiffusion(nn.Module):
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float())
         self.label_dropout = label_dropout
         self.min_snr_gamma = min_snr_gamma
+        if not 0 <= context_prob <= 1:
+            raise ValueError(f"context_prob must be in [0, 1]; got {context_prob}.")
+        self.context_prob = context_prob
 
     @property
     def null_label(self) -> int:
@@ -68,19 +78,35 @@ class GaussianDiffusion(nn.Module):
         noise = torch.randn((n_clips, *clip_shape), generator=generator, device=device)
         drop = (torch.rand(n_clips, generator=generator, device=device) < self.label_dropout
                 if self.label_dropout > 0 else torch.zeros(n_clips, dtype=torch.bool, device=device))
-        return TrainingDraws(t, noise, drop)
+        context = None
+        if self.context_prob > 0 and clip_shape[0] > 1:  # drawn only then: without it, the old draws exactly
+            given = torch.rand(n_clips, generator=generator, device=device) < self.context_prob
+            frames = torch.randint(1, clip_shape[0], (n_clips,), generator=generator, device=device)
+            context = torch.where(given, frames, torch.zeros_like(frames))
+        return TrainingDraws(t, noise, drop, context)
 
     def drop_labels(self, labels: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         """Replace the labels of the clips where ``drop`` is true by the null label."""
         return torch.where(drop[:, None], torch.full_like(labels, self.null_label), labels)
 
-    def loss_per_clip(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Masked MSE between the network's output and its target, one value per clip: ``(B,)``."""
+    def loss_per_clip(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                      context: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked MSE between the network's output and its target, one value per clip: ``(B,)``.
+
+        ``context`` (B,): how many leading frames of each clip are given clean (timestep 0) and
+        left out of the loss."""
         x_t = self.scheduler.add_noise(x0, noise, t)
-        prediction = self.network(x_t, t, labels)
+        if context is None:
+            prediction = self.network(x_t, t, labels)
+            frames = torch.ones(x0.shape[:2], device=x0.device)
+        else:
+            known = torch.arange(x0.shape[1], device=x0.device)[None] < context[:, None]  # (B, T)
+            x_t = torch.where(known[(...,) + (None,) * (x0.ndim - 2)], x0, x_t)
+            prediction = self.network(x_t, torch.where(known, torch.zeros_like(known, dtype=t.dtype), t[:, None]), labels)
+            frames = (~known).float()
         target = self.scheduler.target(x0, noise, t)
-        squared = (prediction.float() - target) ** 2 * self.mask
-        per_clip = squared.flatten(1).sum(1) / (self.mask.sum() * x0.shape[1])
+        squared = (prediction.float() - target) ** 2 * self.mask * frames[(...,) + (None,) * (x0.ndim - 2)]
+        per_clip = squared.flatten(1).sum(1) / (self.mask.sum() * frames.sum(1))
         if self.min_snr_gamma is not None:
             snr = self.scheduler.snr(t)
             clipped = snr.clamp(max=self.min_snr_gamma)
@@ -97,7 +123,7 @@ class GaussianDiffusion(nn.Module):
         if draws is None:
             draws = self.training_draws(x0.shape[0], x0.shape[1:], generator, x0.device)
         labels = self.drop_labels(labels, draws.drop)
-        return self.loss_per_clip(x0, labels, draws.t, draws.noise).mean()
+        return self.loss_per_clip(x0, labels, draws.t, draws.noise, draws.context).mean()
 
     def guided_output(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
         """Classifier-free guidance: uncond + s * (cond - uncond).
@@ -114,14 +140,24 @@ class GaussianDiffusion(nn.Module):
 
     def _reverse(self, x: torch.Tensor, sampler: Scheduler, labels: torch.Tensor, guidance_scale: float = 1.0,
                  generator: torch.Generator | None = None,
-                 callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Run ``sampler``'s timesteps from ``x`` (the one reverse-diffusion loop of the project)."""
+                 callback: Callable[[int, torch.Tensor], None] | None = None,
+                 known: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``sampler``'s timesteps from ``x`` (the one reverse-diffusion loop of the project).
+
+        ``known`` (B, K, ...): clean leading frames given as context at timestep 0 (a model trained
+        with ``context_prob`` > 0); they are kept as they are."""
         for i, t in enumerate(sampler.timesteps.tolist()):
             t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            if known is not None:
+                x[:, :known.shape[1]] = known
+                t_batch = t_batch[:, None].repeat(1, x.shape[1])
+                t_batch[:, :known.shape[1]] = 0
             output = self.guided_output(x, t_batch, labels, guidance_scale)
             x, _ = sampler.step(output.float(), t, x, generator)
             if callback is not None:
                 callback(i, x)
+        if known is not None:
+            x[:, :known.shape[1]] = known
         return x
 
     @torch.no_grad()

@@ -2,13 +2,14 @@
 
     clip x_t (B, T, X, Y, Z) ──pad──> frames (B*T, 1, X', Y', Z')
         conv_in
-        encoder   level 0..L-1: ResidualBlock x n [+ SpatialSelfAttention on deep levels], Downsample
+        encoder   level 0..L-1: ResidualBlock x n [+ SpatialSelfAttention on deep levels]
+                  [+ TemporalConvolution on temporal levels], Downsample
         middle    ResidualBlock
                   SpatialSelfAttention      (voxels of a frame attend to each other)
                   TemporalTransformer       (each voxel attends across the T frames)
                   CrossModalAttention       (spatial tokens attend to the clip's temporal tokens)
                   ResidualBlock
-        decoder   level L-1..0: Upsample, concat skip, ResidualBlock x n [+ attention]
+        decoder   level L-1..0: Upsample, concat skip, ResidualBlock x n [+ attention] [+ temporal conv]
         conv_out ──crop──> prediction (B, T, X, Y, Z)
 
 Every block is conditioned on the diffusion timestep and on each frame's category label.
@@ -23,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .embeddings import LabelEmbedding, TimestepEmbedding
 from .spatial import Downsample, ResidualBlock, SpatialSelfAttention, Upsample, group_norm, kernel_for
-from .temporal import CrossModalAttention, TemporalTransformer
+from .temporal import CrossModalAttention, TemporalConvolution, TemporalTransformer
 
 
 def padded_grid(grid: tuple[int, ...], levels: int) -> tuple[int, int, int]:
@@ -49,11 +50,14 @@ class SpatioTemporalDenoiser(nn.Module):
     n_classes : number of labels (categories plus rest); index ``n_classes`` is the null label.
     channels : feature widths per level (default 32, 64, 128, 256).
     attention_levels : levels with spatial self-attention (default: the two deepest).
+    temporal_levels : levels with a temporal convolution after their blocks, in encoder and
+        decoder (default none: time is then mixed at the bottleneck only).
     """
 
     def __init__(self, grid_shape, clip_length: int, n_classes: int, channels=(32, 64, 128, 256),
                  attention_levels=None, res_blocks: int = 1, temporal_heads: int = 4, temporal_head_dim: int = 64,
-                 norm_groups: int = 8, dropout: float = 0.0, gradient_checkpointing: bool = False):
+                 norm_groups: int = 8, dropout: float = 0.0, gradient_checkpointing: bool = False,
+                 temporal_levels=()):
         super().__init__()
         grid_shape = tuple(int(n) for n in grid_shape)
         channels = tuple(int(c) for c in channels)
@@ -68,6 +72,9 @@ class SpatioTemporalDenoiser(nn.Module):
             attention_levels = tuple(range(max(levels - 2, 0), levels))
         if any(not 0 <= lvl < levels for lvl in attention_levels):
             raise ValueError(f"attention_levels must be in 0..{levels - 1}; got {tuple(attention_levels)}.")
+        temporal_levels = tuple(temporal_levels or ())
+        if any(not 0 <= lvl < levels for lvl in temporal_levels):
+            raise ValueError(f"temporal_levels must be in 0..{levels - 1}; got {temporal_levels}.")
         self.grid_shape = grid_shape
         self.clip_length = clip_length
         self.n_classes = n_classes
@@ -89,6 +96,8 @@ class SpatioTemporalDenoiser(nn.Module):
                 ResidualBlock(previous if i == 0 else width, width, embedding_dim, grids[level], norm_groups, dropout)
                 for i in range(res_blocks))
             stage["attention"] = SpatialSelfAttention(width, 4, norm_groups) if level in attention_levels else nn.Identity()
+            if level in temporal_levels:
+                stage["temporal"] = TemporalConvolution(width, norm_groups)
             stage["down"] = Downsample(width, grids[level]) if level < levels - 1 else nn.Identity()
             self.encoder.append(stage)
             previous = width
@@ -110,6 +119,8 @@ class SpatioTemporalDenoiser(nn.Module):
                 ResidualBlock(below + width if i == 0 else width, width, embedding_dim, grids[level], norm_groups, dropout)
                 for i in range(res_blocks))
             stage["attention"] = SpatialSelfAttention(width, 4, norm_groups) if level in attention_levels else nn.Identity()
+            if level in temporal_levels:
+                stage["temporal"] = TemporalConvolution(width, norm_groups)
             self.decoder.append(stage)
 
         self.norm_out = group_norm(channels[0], norm_groups)
@@ -127,7 +138,7 @@ class SpatioTemporalDenoiser(nn.Module):
         return block(h, embedding)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``x``: (B, T, X, Y, Z); ``timesteps``: (B,); ``labels``: (B, T) ints -> (B, T, X, Y, Z)."""
+        """``x``: (B, T, X, Y, Z); ``timesteps``: (B,) or (B, T); ``labels``: (B, T) ints -> (B, T, X, Y, Z)."""
         h, skips, embedding = self._encode(x, timesteps, labels)
         h = self._block(self.middle_out, h, embedding)
 
@@ -137,6 +148,8 @@ class SpatioTemporalDenoiser(nn.Module):
             for block in stage["blocks"]:
                 h = self._block(block, h, embedding)
             h = stage["attention"](h)
+            if "temporal" in stage:
+                h = stage["temporal"](h, x.shape[1])
 
         out = self.conv_out(F.silu(self.norm_out(h)))
         crop = (slice(None), 0) + tuple(slice(0, n) for n in self.grid_shape)
@@ -153,8 +166,10 @@ class SpatioTemporalDenoiser(nn.Module):
         for have, want in zip(reversed(self.grid_shape), reversed(self.padded_grid)):
             pad += [0, want - have]
         frames = F.pad(x.reshape(batch * length, 1, *self.grid_shape), pad)
-        embedding = (self.timestep_embedding(timesteps).repeat_interleave(length, dim=0)
-                     + self.label_embedding(labels.reshape(-1)))
+        # one timestep per clip (B,), or per frame (B, T): frames given as clean context sit at 0
+        per_frame = (self.timestep_embedding(timesteps.reshape(-1)) if timesteps.ndim == 2
+                     else self.timestep_embedding(timesteps).repeat_interleave(length, dim=0))
+        embedding = per_frame + self.label_embedding(labels.reshape(-1))
 
         h = self.conv_in(frames)
         skips = []
@@ -162,6 +177,8 @@ class SpatioTemporalDenoiser(nn.Module):
             for block in stage["blocks"]:
                 h = self._block(block, h, embedding)
             h = stage["attention"](h)
+            if "temporal" in stage:
+                h = stage["temporal"](h, length)
             skips.append(h)
             h = stage["down"](h)
 

@@ -56,6 +56,31 @@ class TemporalTransformer(nn.Module):
         return self.layers[-1].attention.last_weights
 
 
+class TemporalConvolution(nn.Module):
+    """A residual convolution across time at every voxel of a feature map (factorised space-time,
+    as in video diffusion UNets): GroupNorm, SiLU, then a width-3 convolution over the T frames.
+
+    Input and output ``(batch * T, channels, *grid)``; the output projection starts at zero, so a
+    new layer leaves the network's function unchanged until it learns.
+    """
+
+    def __init__(self, channels: int, norm_groups: int = 8, kernel_size: int = 3):
+        super().__init__()
+        self.norm = nn.GroupNorm(norm_groups, channels)
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, h: torch.Tensor, length: int) -> torch.Tensor:
+        frames, channels = h.shape[:2]
+        batch = frames // length
+        # (B*T, C, *grid) -> (B * positions, C, T): one time series per feature-map voxel
+        series = torch.nn.functional.silu(self.norm(h)).reshape(batch, length, channels, -1)
+        series = series.permute(0, 3, 2, 1).reshape(-1, channels, length)
+        out = self.conv(series).reshape(batch, -1, channels, length).permute(0, 3, 2, 1)
+        return h + out.reshape(h.shape)
+
+
 class CrossModalAttention(nn.Module):
     """Spatial tokens of each frame (queries) attend to the clip's temporal tokens (keys, values).
 

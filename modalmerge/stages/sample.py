@@ -22,6 +22,7 @@ from ..data.clips import covering_clips
 from ..data.dataset import PreparedData
 from ..diffusion.checkpoints import checkpoint_sampler, load_diffusion
 from ..diffusion.gaussian import GaussianDiffusion
+from ..diffusion.sequences import sample_sequences, window_starts
 from ..runtime import choose_device, usable_threads
 
 log = logging.getLogger("modalmerge")
@@ -61,15 +62,28 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     run_volumes, run_labels, run_design = [], [], []
     started = time.perf_counter()
     n_clips = 0
-    for repeat in range(sample_config["runs_per_heldout_design"]):
-        for run in meta["test_runs"]:
+    overlap = sample_config["overlap"]
+    designs = [run for _ in range(sample_config["runs_per_heldout_design"]) for run in meta["test_runs"]]
+    if overlap == 0:  # independent clips, stitched
+        for run in designs:
             labels = data.label_ids[data.runs == run]
             clip_labels, keep = covering_clips(labels, clip_length)
             clips, _ = sample_in_batches(diffusion, sampler, clip_labels, guidance, batch_size, generator)
             n_clips += len(clips)
             run_volumes.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
-            run_labels.append(labels)
-            run_design.append(np.full(len(labels), run))
+    else:  # every run generated coherently, window by window, all runs of one length together
+        lengths = [int(np.sum(data.runs == run)) for run in designs]
+        by_design = {}
+        for length in sorted(set(lengths)):
+            group = [i for i, n in enumerate(lengths) if n == length]
+            labels = np.stack([data.label_ids[data.runs == designs[i]] for i in group])
+            runs = sample_sequences(diffusion, sampler, labels, clip_length, overlap, guidance, generator, batch_size)
+            n_clips += len(group) * len(window_starts(length, clip_length, overlap))
+            by_design.update(zip(group, runs))
+        run_volumes = [by_design[i] for i in range(len(designs))]
+    for run in designs:
+        run_labels.append(data.label_ids[data.runs == run])
+        run_design.append(np.full(int(np.sum(data.runs == run)), run))
     # 2. clips with one category throughout (also the diffusion-process snapshots)
     categories = np.arange(data.rest_id)
     per_category = np.repeat(categories, sample_config["clips_per_category"])
@@ -122,6 +136,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
             tmp.write_text(json.dumps(interpretability, indent=2))
     summary = {
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
+        "overlap": overlap,
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
         "n_clips": int(n_clips), "n_synthetic_volumes": int(len(synthetic) + category_clips.shape[0] * clip_length),
         "sampling_time_s": elapsed, "seconds_per_clip": elapsed / max(n_clips, 1),

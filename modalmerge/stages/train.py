@@ -17,6 +17,7 @@ import torch
 
 from ..data.clips import make_clips
 from ..data.dataset import PreparedData, RunSplit
+from ..errors import ModalMergeInputError
 from ..diffusion.checkpoints import build_diffusion, save_checkpoint_atomic
 from ..runtime import choose_device, usable_threads
 from ..training.distributed import (DistributedContext, context_from_environment, gpus_given_by_slurm,
@@ -46,6 +47,20 @@ def train_subject(volumes_path: str | Path, split_path: str | Path, config: dict
         return json.loads(Path(out["summary"]).read_text())
 
 
+def validation_split(validation_runs: list, split: RunSplit) -> list[int]:
+    """The training runs kept out of the model's training to choose its checkpoint (never a test run)."""
+    runs = [int(run) for run in validation_runs]
+    outside = [run for run in runs if run not in split.train_runs]
+    if outside:
+        raise ModalMergeInputError(
+            f"config key 'train.validation_runs': runs {outside} are not training runs of this subject "
+            f"(training runs: {split.train_runs}); pick validation runs among them.")
+    if len(runs) >= len(split.train_runs):
+        raise ModalMergeInputError(
+            f"config key 'train.validation_runs': {runs} leaves no run to train on (training runs: {split.train_runs}).")
+    return runs
+
+
 def train_process(volumes_path, split_path, config: dict, out: dict, threads: int = 1, progress: bool = True) -> dict:
     """One training process (the only one, or one rank under torchrun); rank 0 writes ``out``."""
     context = context_from_environment()
@@ -64,7 +79,11 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
     torch.manual_seed(train_cfg["seed"])
     data = PreparedData.load(volumes_path)
     split = RunSplit.read(split_path)
-    clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, split.train_runs, model_cfg["clip_length"])
+    validation_runs = validation_split(train_cfg.get("validation_runs") or [], split)
+    model_runs = [run for run in split.train_runs if run not in validation_runs]
+    clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, model_runs, model_cfg["clip_length"])
+    validation = (make_clips(data.X, data.label_ids, data.runs, validation_runs, model_cfg["clip_length"],
+                             stride=model_cfg["clip_length"])[:2] if validation_runs else None)
     heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
     diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
                                 gradient_checkpointing=train_cfg["gradient_checkpointing"])
@@ -73,28 +92,34 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
         "grid_shape": list(data.X.shape[1:]), "class_names": data.class_names.tolist(),
         "affine": data.affine.tolist(), "source_affine": data.source_affine.tolist(),
         "source_shape": data.source_shape.tolist(), "bbox_start": data.bbox_start.tolist(),
-        "train_runs": split.train_runs, "test_runs": split.test_runs, "seed": train_cfg["seed"],
+        "train_runs": model_runs, "validation_runs": validation_runs, "test_runs": split.test_runs,
+        "seed": train_cfg["seed"],
         "normalization": "per-run detrended z-scores (prep stage); mask in 'model' buffers",
         "processes": context.world_size,
     }
     trainer = Trainer(diffusion, clips, clip_labels, train_cfg, out["checkpoint"], metadata,
                       heldout=(heldout[0], heldout[1]), device=device, progress=progress, context=context,
-                      watch=AncestorWatch())
+                      watch=AncestorWatch(), validation=validation)
     summary = trainer.train(out["log"])
     if not context.is_main:
         context.barrier()  # wait for rank 0 to write the outputs
         return summary
     heldout_tensors = (torch.as_tensor(heldout[0]), torch.as_tensor(heldout[1], dtype=torch.long))
-    timesteps, errors = heldout_denoising_error(trainer.ema_diffusion(), *heldout_tensors)
+    timesteps, errors = heldout_denoising_error(trainer.chosen_ema_diffusion(), *heldout_tensors)
     _, raw_errors = heldout_denoising_error(diffusion, *heldout_tensors)
     final = trainer.state_dict()
     final.pop("opt")  # the optimiser state (half the size) lives on in the rolling checkpoint only
+    best = final.pop("best")
+    final["ema"] = trainer.chosen_ema_state()  # the model: the validation's choice (else the last step)
     save_checkpoint_atomic(final, Path(out["model"]))
     n_params = sum(p.numel() for p in diffusion.network.parameters())
     summary.update({
         "device": str(device), "threads": torch.get_num_threads(), "processes": context.world_size,
         "parameters": n_params,
-        "n_training_clips": int(len(clips)), "train_runs": split.train_runs, "test_runs": split.test_runs,
+        "n_training_clips": int(len(clips)), "train_runs": model_runs, "test_runs": split.test_runs,
+        "validation_runs": validation_runs,
+        "chosen_step": best["step"] if best else summary["steps"],
+        "validation_denoising_error": best["error"] if best else None,
         "clips_per_s": summary["steps"] * train_cfg["batch_size"] / max(summary["train_time_s"], 1e-9),
         "trivial_baseline_loss": 1.0,
         "heldout_denoising_error_by_timestep": {"timestep": timesteps, "error_ema": errors, "error_raw": raw_errors},

@@ -24,9 +24,9 @@ from ..diffusion.checkpoints import CHECKPOINT_VERSION, load_checkpoint, save_ch
 from ..diffusion.gaussian import GaussianDiffusion
 from .distributed import DistributedContext
 from .guard import AncestorWatch
+from .log import TrainingLog
 
 log = logging.getLogger("modalmerge")
-LOG_COLUMNS = ["step", "loss", "heldout_loss", "learning_rate", "wall_time_s"]
 
 
 class ExponentialMovingAverage:
@@ -102,11 +102,17 @@ class Trainer:
     batch, timesteps and noise from the shared seed and trains on its own contiguous share; DDP
     averages the gradients, so the step is the one-process step with the same global batch. Rank
     0 alone evaluates and writes.
+
+    ``validation`` (clips and labels of training runs the model does not train on) chooses the
+    model: every ``eval_every`` steps the EMA weights' validation denoising error (fixed timesteps
+    and noise) is measured and the best weights are kept; :meth:`chosen_ema_state` returns them.
+    ``heldout`` (the test runs) is only logged, never used to choose.
     """
 
     def __init__(self, diffusion: GaussianDiffusion, clips: np.ndarray, clip_labels: np.ndarray,
                  train_config: dict, checkpoint_path: str | Path, metadata: dict,
                  heldout: tuple[np.ndarray, np.ndarray] | None = None, device: torch.device | None = None,
+                 validation: tuple[np.ndarray, np.ndarray] | None = None,
                  progress: bool = True, context: DistributedContext | None = None, watch: AncestorWatch | None = None):
         self.device = device or torch.device("cpu")
         self.context = context or DistributedContext()
@@ -123,6 +129,9 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path)
         self.metadata = metadata
         self.heldout = None if heldout is None else (torch.as_tensor(heldout[0]), torch.as_tensor(heldout[1], dtype=torch.long))
+        self.validation = None if validation is None else (torch.as_tensor(validation[0]),
+                                                           torch.as_tensor(validation[1], dtype=torch.long))
+        self.best: dict | None = None  # {"step", "error", "ema"} of the lowest validation error so far
         self.progress = progress and self.context.is_main
         self.optimizer = torch.optim.AdamW(diffusion.network.parameters(), lr=train_config["learning_rate"],
                                            weight_decay=train_config["weight_decay"])
@@ -152,7 +161,7 @@ class Trainer:
             "model": self.diffusion.state_dict(), "ema": self.ema.shadow.state_dict(), "ema_updates": self.ema.updates,
             "opt": self.optimizer.state_dict(), "generator": self.generator.get_state(),
             "sample_generator": self.sample_generator.get_state(), "log": self.log_rows,
-            "fingerprint": self.fingerprint, "metadata": self.metadata,
+            "fingerprint": self.fingerprint, "metadata": self.metadata, "best": self.best,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -163,6 +172,7 @@ class Trainer:
         self.generator.set_state(state["generator"].to(self.generator.get_state().device))
         self.sample_generator.set_state(state["sample_generator"])
         self.step, self.elapsed, self.log_rows = state["step"], state["elapsed_s"], [list(r) for r in state["log"]]
+        self.best = state.get("best")
 
     def try_resume(self) -> bool:
         """Resume from ``checkpoint_path`` when it exists and was made with the same configuration."""
@@ -188,12 +198,34 @@ class Trainer:
         _, errors = heldout_denoising_error(self.ema_diffusion(), *self.heldout, n_bins=4, per_bin=4)
         return float(np.mean(errors))
 
+    def validation_loss(self) -> float:
+        """Validation denoising error of the EMA weights (fixed timesteps and noise, so steps compare
+        paired); keeps the weights when they are the best so far."""
+        if self.validation is None:
+            return float("nan")
+        _, errors = heldout_denoising_error(self.ema_diffusion(), *self.validation)
+        error = float(np.mean(errors))
+        if self.best is None or error < self.best["error"]:
+            self.best = {"step": self.step, "error": error,
+                         "ema": {k: v.detach().cpu().clone() for k, v in self.ema.shadow.state_dict().items()}}
+        return error
+
+    def chosen_ema_state(self) -> dict:
+        """The EMA weights the model is made of: the best on validation, else the last."""
+        return self.best["ema"] if self.best is not None else self.ema.shadow.state_dict()
+
+    def chosen_ema_diffusion(self) -> GaussianDiffusion:
+        diffusion = self.ema_diffusion()
+        diffusion.network = copy.deepcopy(diffusion.network)
+        diffusion.network.load_state_dict(self.chosen_ema_state())
+        return diffusion
+
     def train(self, log_path: str | Path | None = None) -> dict:
         """Run until ``steps``; write ``log_path`` (TSV) as training goes; return a summary."""
         cfg = self.config
         self.try_resume()
         self.diffusion.train()
-        write_log = _TrainingLog(log_path if self.context.is_main else None, self.log_rows)
+        write_log = TrainingLog(log_path if self.context.is_main else None, self.log_rows)
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         running, count = 0.0, 0
@@ -225,8 +257,9 @@ class Trainer:
             if log_now:
                 evaluate = self.context.is_main and (self.step % cfg["eval_every"] == 0 or self.step == cfg["steps"])
                 heldout = self.heldout_loss() if evaluate else float("nan")
+                validation = self.validation_loss() if evaluate else float("nan")
                 mean_loss = self.context.mean(running / count)  # over all ranks: the global batch's loss
-                row = [self.step, mean_loss, heldout, lr, round(self.elapsed, 3)]
+                row = [self.step, mean_loss, heldout, lr, round(self.elapsed, 3), validation]
                 self.log_rows.append(row)
                 write_log.append(row)
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
@@ -256,26 +289,3 @@ class Trainer:
 
 class TrainingInterrupted(RuntimeError):
     """Training stopped early because the workflow that started it is gone."""
-
-
-class _TrainingLog:
-    """training_log.tsv, rewritten from the checkpoint's rows on resume, then appended to."""
-
-    def __init__(self, path: str | Path | None, rows: list[list[float]]):
-        self.path = Path(path) if path else None
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w") as handle:
-                handle.write("\t".join(LOG_COLUMNS) + "\n")
-                for row in rows:
-                    handle.write(_format_row(row))
-
-    def append(self, row: list[float]) -> None:
-        if self.path:
-            with open(self.path, "a") as handle:
-                handle.write(_format_row(row))
-
-
-def _format_row(row) -> str:
-    step, loss, heldout, lr, wall = row
-    return f"{int(step)}\t{loss:.6f}\t{heldout:.6f}\t{lr:.3e}\t{wall:.3f}\n"

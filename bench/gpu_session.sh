@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The GPU work of one lent session, run on the device machine from the repository root:
+#   1. bench/ablation.py: 4 variants x seeds 0 1 2, 9 workflows at a time on one GPU;
+#   2. the default workflow end to end, cold (data cached), snakemake --cores $(nproc).
+# Needs the wheels in .whl (packages the machine lacks) and the data archive in gpu_cache/.
+# Writes $OUT/ablation.tgz, $OUT/end_to_end.tgz and $OUT/log.txt.
+set -u
+cd "$(dirname "$0")/.."
+[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD MODALMERGE_CACHE=$PWD/gpu_cache PYTHONUNBUFFERED=1
+nvidia-smi -L || true; python3 -c "import torch, snakemake, nilearn; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+started=$(date +%s)
+timeout "${ABLATION_S:-330}" python3 bench/ablation.py --variants "${VARIANTS:-bench/ablation.yaml}" --seeds 0 1 2 --parallel 9 \
+    --cores 2 --out /tmp/ablation --configfile "${CONFIGFILE:-config.yaml}"
+echo "ablation exit $? after $(( $(date +%s) - started )) s"
+python3 bench/ablation.py --variants "${VARIANTS:-bench/ablation.yaml}" --seeds 0 1 2 --out /tmp/ablation --summarise-only \
+    --configfile "${CONFIGFILE:-config.yaml}"
+(cd /tmp && find ablation \( -name '*.json' -o -name '*.md' -o -name '*.tsv' -o -name 'snakemake.log' -o -name 'config.yaml' \) \
+    -not -path '*/results/data/*' -print0 | tar czf "$OUT/ablation.tgz" --null -T -)
+started=$(date +%s)
+timeout "${END_TO_END_S:-200}" python3 bench/end_to_end.py --cores "$(nproc)" --out /tmp/e2e --configfile "${CONFIGFILE:-config.yaml}"
+echo "end to end exit $? after $(( $(date +%s) - started )) s"
+(cd /tmp && find e2e \( -name '*.json' -o -name '*.tsv' -o -name '*.log' \) -not -path '*/results/data/*' -print0 \
+    | tar czf "$OUT/end_to_end.tgz" --null -T -)
