@@ -17,6 +17,7 @@ python3 bench/ablation.py --variants "${VARIANTS:-bench/ablation.yaml}" --seeds 
     --configfile "${CONFIGFILE:-config.yaml}"
 (cd /tmp && find ablation \( -name '*.json' -o -name '*.md' -o -name '*.tsv' -o -name 'snakemake.log' -o -name 'config.yaml' \) \
     -not -path '*/results/data/*' -print0 | tar czf "$OUT/ablation.tgz" --null -T -)
+[ "${END_TO_END_S:-200}" -gt 0 ] || exit 0
 started=$(date +%s)
 timeout "${END_TO_END_S:-200}" python3 bench/end_to_end.py --cores "$(nproc)" --out /tmp/e2e --configfile "${CONFIGFILE:-config.yaml}"
 echo "end to end exit $? after $(( $(date +%s) - started )) s"

@@ -76,3 +76,28 @@ def test_a_typo_names_the_key_and_the_closest_match_not_the_schema():
     message = str(err.value)
     assert "unknown key 'lerning_rate' (did you mean 'learning_rate'?)" in message
     assert "allowed keys here:" in message and len(message.splitlines()) < 5
+
+
+def test_the_gpu_overlay_is_a_valid_config_over_the_default():
+    """profiles/gpu_temporal.yaml merges into config.yaml as Snakemake merges --configfile (key by key)."""
+    def merge(base, overlay):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+        return out
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = validate_config(merge(base, yaml.safe_load((REPO / "profiles" / "gpu_temporal.yaml").read_text())))
+    assert config["model"]["temporal_levels"] == [0, 1, 2, 3] and config["sample"]["overlap"] == 2
+    assert config["train"]["validation_runs"] == [9] and config["model"]["channels"] == base["model"]["channels"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sample": {"overlap": 8}}, "sample.overlap"),
+    ({"train": {"validation_runs": [11]}}, "train.validation_runs"),
+])
+def test_keys_that_must_agree_with_each_other_are_checked(change, message):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for block, values in change.items():
+        config[block].update(values)
+    with pytest.raises(ModalMergeInputError, match=message):
+        validate_config(config)

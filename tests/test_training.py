@@ -220,3 +220,18 @@ def test_covering_clips_rebuild_a_run_without_overlap():
 def test_missing_checkpoint_is_reported(tmp_path):
     with pytest.raises(ModalMergeInputError, match="run the train_diffusion stage first"):
         load_diffusion(tmp_path / "none.pt")
+
+
+def test_the_report_states_the_validation_choice_and_draws_its_curve(tmp_path):
+    from modalmerge.stages.report import training_section
+    log = tmp_path / "training_log.tsv"
+    log.write_text("step\tloss\theldout_loss\tlearning_rate\twall_time_s\tvalidation_loss\n"
+                   "2\t0.9\tnan\t1e-3\t1.0\t0.80\n4\t0.7\t0.5\t1e-3\t2.0\t0.60\n6\t0.6\tnan\t1e-3\t3.0\t0.65\n")
+    summary = {"parameters": 10, "steps": 6, "train_time_s": 3.0, "device": "cpu", "final_loss": 0.6,
+               "heldout_denoising_error_ema": 0.5, "heldout_denoising_error_raw": 0.5, "validation_runs": [9],
+               "chosen_step": 4, "validation_denoising_error": 0.6}
+    html = "\n".join(training_section(summary, log))
+    assert "validation run(s) [9]" in html and "step 4 of 6" in html and "0.6000" in html
+    assert "data:image/png;base64," in html
+    summary.update(validation_runs=[], chosen_step=6, validation_denoising_error=None)
+    assert "validation run(s)" not in "\n".join(training_section(summary, log))

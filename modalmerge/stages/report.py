@@ -78,6 +78,11 @@ def training_section(training_summary, training_log) -> list[str]:
                              training_summary["heldout_denoising_error_ema"], training_summary["heldout_denoising_error_raw"]]],
                            ["parameters", "steps", "train time (s)", "device", "final training loss",
                             "held-out error (EMA)", "held-out error (raw)"]))
+        if training_summary.get("validation_runs"):
+            parts.append(f"<p>Checkpoint chosen on validation run(s) {training_summary['validation_runs']} (training runs the "
+                         f"model did not train on): step {training_summary['chosen_step']} of {training_summary['steps']}, "
+                         f"validation denoising error {training_summary['validation_denoising_error']:.4f}. The test runs' "
+                         "error is logged only.</p>")
         parts.append(img(training_figure(training_log, training_summary),
                          "Left: training loss and held-out denoising error against the trivial baseline (predicting zero noise "
                          "scores 1.0). Right: held-out denoising error per diffusion timestep, EMA vs raw weights.", "training curves"))

@@ -104,7 +104,12 @@ def training_figure(log_path, summary: dict) -> str:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     left.plot(log["step"], log["loss"], label="training loss (batch mean)")
     held = log.dropna(subset=["heldout_loss"])
-    left.plot(held["step"], held["heldout_loss"], "o-", label="held-out denoising error (EMA)")
+    left.plot(held["step"], held["heldout_loss"], "o-", label="test-run denoising error (EMA; logged only)")
+    if "validation_loss" in log and log["validation_loss"].notna().any():
+        validation = log.dropna(subset=["validation_loss"])
+        left.plot(validation["step"], validation["validation_loss"], "^-", label="validation denoising error (chooses the checkpoint)")
+        if summary.get("chosen_step"):
+            left.axvline(summary["chosen_step"], color="C2", ls=":", lw=1)
     left.axhline(summary.get("trivial_baseline_loss", 1.0), color="k", ls="--", lw=1, label="trivial: predict zero noise")
     left.set_xlabel("step")
     left.set_ylabel("MSE per voxel")
