@@ -140,3 +140,25 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     checkpointed(x, t, y).pow(2).sum().backward()
     for a, b in zip(plain.parameters(), checkpointed.parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((3, 3, 1), 1, (1, 1, 0)), ((3, 3, 1), (2, 2, 1), (1, 1, 0)),
+                                                     ((1, 1, 1), 1, 0)])
+def test_the_slice_convolution_computes_what_a_3d_convolution_computes(kernel, stride, padding):
+    """The 2D fast path for a singleton last axis: same outputs and gradients as nn.Conv3d, same state dict."""
+    from modalmerge.model.spatial import Conv3d
+    torch.manual_seed(0)
+    fast = Conv3d(6, 5, kernel, stride=stride, padding=padding)
+    plain = torch.nn.Conv3d(6, 5, kernel, stride=stride, padding=padding)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 6, 9, 7, 1, requires_grad=True)
+    out_fast, out_plain = fast(x), plain(x)
+    assert out_fast.shape == out_plain.shape and torch.allclose(out_fast, out_plain, atol=1e-5)
+    grad_fast = torch.autograd.grad(out_fast.square().sum(), [x, fast.weight])
+    grad_plain = torch.autograd.grad(out_plain.square().sum(), [x, plain.weight])
+    for a, b in zip(grad_fast, grad_plain):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    # a true 3D input takes the 3D path
+    x3 = torch.randn(2, 6, 5, 5, 3)
+    if kernel[-1] == 1:
+        assert torch.allclose(fast(x3), plain(x3), atol=1e-5)

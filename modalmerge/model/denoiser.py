@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .embeddings import LabelEmbedding, TimestepEmbedding
-from .spatial import Downsample, ResidualBlock, SpatialSelfAttention, Upsample, group_norm, kernel_for
+from .spatial import Conv3d, Downsample, ResidualBlock, SpatialSelfAttention, Upsample, group_norm, kernel_for
 from .temporal import CrossModalAttention, TemporalConvolution, TemporalTransformer
 
 
@@ -86,7 +86,7 @@ class SpatioTemporalDenoiser(nn.Module):
         self.timestep_embedding = TimestepEmbedding(channels[0], embedding_dim)
         self.label_embedding = LabelEmbedding(n_classes, embedding_dim)
         kernel = kernel_for(self.padded_grid, 3)
-        self.conv_in = nn.Conv3d(1, channels[0], kernel, padding=tuple(k // 2 for k in kernel))
+        self.conv_in = Conv3d(1, channels[0], kernel, padding=tuple(k // 2 for k in kernel))
 
         self.encoder = nn.ModuleList()
         previous = channels[0]
@@ -124,7 +124,7 @@ class SpatioTemporalDenoiser(nn.Module):
             self.decoder.append(stage)
 
         self.norm_out = group_norm(channels[0], norm_groups)
-        self.conv_out = nn.Conv3d(channels[0], 1, kernel, padding=tuple(k // 2 for k in kernel))
+        self.conv_out = Conv3d(channels[0], 1, kernel, padding=tuple(k // 2 for k in kernel))
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
