@@ -9,6 +9,11 @@ checkpoints of another variant (a sampler change needs no new training). Each (v
 the workflow up to ``evaluate_ssim`` in ``--out/variant/seed-N`` with ``train.seed``,
 ``sample.seed`` and ``evaluate.seed`` = N; ``--parallel`` of them run at once (on a GPU, several
 small trainings share the device). Writes ``summary.json`` and ``summary.md`` to ``--out``.
+
+Scores on the test runs (10-12) are measurements, not choices. ``--select`` runs the same ablation on
+a development split inside the training runs, which may choose: run 9 plays the held-out run, the
+test runs 10-12 are left out of every stage (``prep.split.exclude_runs``), and a variant's
+validation run (``train.validation_runs``) becomes run 8.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from seeds import summarise  # noqa: E402
+
+
+DEVELOPMENT_SPLIT = {"test_runs": [9], "exclude_runs": [10, 11, 12]}
+DEVELOPMENT_VALIDATION = [8]
 
 
 def merged(base: dict, overlay: dict) -> dict:
@@ -80,6 +89,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--cores", type=int, default=2, help="--cores of each workflow run")
     parser.add_argument("--subject", default="sub001")
+    parser.add_argument("--select", action="store_true",
+                        help="score on the development split (run 9 held out, runs 10-12 left out) to choose a variant")
     parser.add_argument("--summarise-only", action="store_true",
                         help="no runs: summarise the finished (variant, seed) folders already in --out")
     args = parser.parse_args()
@@ -90,6 +101,11 @@ def main() -> None:
     if args.only:
         variants = {name: variants[name] for name in args.only}
     reuse = {name: overlay.pop("reuse_model_of", None) for name, overlay in variants.items()}
+    if args.select:
+        base = merged(base, {"prep": {"split": DEVELOPMENT_SPLIT}})
+        for overlay in variants.values():
+            if overlay.get("train", {}).get("validation_runs"):
+                overlay["train"]["validation_runs"] = DEVELOPMENT_VALIDATION
     results: dict[str, dict[int, dict]] = {name: {} for name in variants}
 
     def job(name: str, seed: int) -> None:
@@ -115,6 +131,7 @@ def main() -> None:
     for name, by_seed in results.items():
         fidelities = {seed: r["fidelity"] for seed, r in sorted(by_seed.items())}
         summary[name] = {
+            "scored_on": "development split: run 9 (runs 10-12 left out)" if args.select else "test runs",
             "overlay": variants[name], "reuse_model_of": reuse[name], "seeds": sorted(by_seed),
             "measures": summarise(fidelities),
             "memorisation_ratio": describe([f["memorisation"]["ratio"] for f in fidelities.values()]),

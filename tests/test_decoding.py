@@ -157,3 +157,20 @@ def test_the_diffusion_classifier_clones_and_cross_validates_like_any_estimator(
     assert scores.tolist() == [1.0, 1.0, 1.0]
     wrong = np.where(truth == 3, 5, 3)  # every label swapped: the classifier disagrees with all of them
     assert cross_val_score(classifier, samples, wrong, groups=[b[0] for b in blocks], cv=LeaveOneGroupOut()).max() == 0.0
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+    return max([pool["num_threads"] for pool in threadpool_info()] or [1])
+
+
+def test_parallel_refits_run_one_blas_thread_per_process_under_snakemakes_thread_variables(monkeypatch):
+    """Snakemake exports OMP_NUM_THREADS etc. = the rule's threads to each job; joblib's workers must
+    not inherit it (2 workers x 2 BLAS threads on 2 cores made the refits 20x slower)."""
+    from joblib import Parallel, delayed
+    from modalmerge.analysis.decoding import one_thread_per_process
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "2")
+    with one_thread_per_process():
+        counts = Parallel(n_jobs=2)(delayed(_blas_threads)() for _ in range(4))
+    assert max(counts) == 1

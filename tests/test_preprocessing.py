@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nibabel as nib
 import numpy as np
@@ -95,3 +96,22 @@ def test_constant_voxels_are_an_error_or_dropped(tmp_path, tiny_custom_study):
 def test_unknown_mask_name_lists_the_available_ones(tmp_path, embedded_dataset):
     with pytest.raises(ModalMergeInputError, match=r"Mask 'vt' is not available.*Available: \['nonzero'\]"):
         prepare_subject(embedded_dataset, prep_outputs(tmp_path), mask="vt")
+
+
+def test_excluded_runs_are_left_out_of_everything_and_recorded(tmp_path, embedded_dataset):
+    """A development split: run 9 held out, the real test runs 10-12 excluded from every stage."""
+    out = prep_outputs(tmp_path)
+    prepare_subject(embedded_dataset, out, test_runs=[9], exclude_runs=[10, 11, 12])
+    split = RunSplit.read(out["split"])
+    assert split.test_runs == [9] and split.train_runs == list(range(1, 9)) and split.excluded_runs == [10, 11, 12]
+    data = PreparedData.load(out["volumes"])
+    assert set(np.unique(data.runs)) == set(range(1, 10)) and set(np.unique(data.runs[data.is_test])) == {9}
+
+
+@pytest.mark.parametrize("test_runs, exclude, message", [([10], [10, 11], "share runs"), ([9], [13], "does not have"),
+                                                         ([10], [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12], "both must be non-empty")])
+def test_a_wrong_exclusion_is_refused_with_the_key(tmp_path, embedded_dataset, test_runs, exclude, message):
+    out = prep_outputs(tmp_path)
+    with pytest.raises(ModalMergeInputError, match=message):
+        prepare_subject(embedded_dataset, out, test_runs=test_runs, exclude_runs=exclude)
+    assert not any(os.path.exists(path) for path in out.values())

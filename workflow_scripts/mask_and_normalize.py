@@ -14,6 +14,7 @@ summary = prepare_subject(
     hemodynamic_shift_volumes=prep["hemodynamic_shift_volumes"],
     test_runs=prep["split"]["test_runs"],
     n_folds=prep["split"]["n_folds"],
+    exclude_runs=prep["split"]["exclude_runs"],
     drop_constant_voxels=prep["drop_constant_voxels"],
 )
 log.info("prepared: %s", summary)

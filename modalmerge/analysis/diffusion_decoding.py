@@ -42,16 +42,26 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
         self.classes_ = np.asarray(self.categories)
         return self
 
+    def pairs(self, clip_shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``n_pairs`` shared (timestep, noise) pairs: ``(t (P,), noise (P, T, x, y, z))``."""
+        generator = torch.Generator().manual_seed(self.seed)
+        t = torch.randint(self.t_range[0], self.t_range[1], (self.n_pairs,), generator=generator)
+        return t, torch.randn((self.n_pairs, *clip_shape), generator=generator)
+
     @torch.no_grad()
     def block_errors(self, clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Denoising errors ``(n_blocks, n_categories)`` of clips ``(n, T, x, y, z)`` with design labels
-        ``(n, T)`` and boolean ``target`` frames ``(n, T)`` (the block's frames)."""
+        ``(n, T)`` and boolean ``target`` frames ``(n, T)`` (the block's frames): the mean over pairs."""
+        return self.pair_errors(clips, design, target).mean(axis=2)
+
+    @torch.no_grad()
+    def pair_errors(self, clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Denoising errors per pair ``(n_blocks, n_categories, n_pairs)`` (accuracy against the number
+        of pairs, or a timestep weighting, can be read from them without running the model again)."""
         check_is_fitted(self, "classes_")
         device = self.diffusion.mask.device
-        generator = torch.Generator().manual_seed(self.seed)
-        t = torch.randint(self.t_range[0], self.t_range[1], (self.n_pairs,), generator=generator)
-        noise = torch.randn((self.n_pairs, *clips.shape[1:]), generator=generator)
-        errors = np.zeros((len(clips), len(self.classes_)))
+        t, noise = self.pairs(clips.shape[1:])
+        errors = np.zeros((len(clips), len(self.classes_), self.n_pairs))
         jobs = [(b, c, p) for b in range(len(clips)) for c in range(len(self.classes_)) for p in range(self.n_pairs)]
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start:start + self.batch_size]
@@ -64,8 +74,8 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
             per_frame = self.diffusion.denoising_error(torch.as_tensor(clips)[b_idx].to(device), labels.to(device),
                                                        t[p_idx].to(device), noise[p_idx].to(device))
             per_clip = (per_frame.cpu() * frames).sum(1) / frames.sum(1)
-            for row, (b, c, _) in enumerate(chunk):
-                errors[b, c] += float(per_clip[row]) / self.n_pairs
+            for row, (b, c, p) in enumerate(chunk):
+                errors[b, c, p] = float(per_clip[row])
         return errors
 
     def predict_blocks(self, clips, design, target) -> np.ndarray:

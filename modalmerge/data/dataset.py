@@ -99,14 +99,27 @@ class PreparedData:
 
 @dataclass
 class RunSplit:
-    """Which runs train the model and which are held out; optional k folds over all runs."""
+    """Which runs train the model and which are held out; optional k folds over all runs; runs left
+    out of the whole analysis on purpose (``excluded_runs``, e.g. the test runs while a development
+    split chooses settings)."""
 
     train_runs: list[int]
     test_runs: list[int]
     folds: list[dict] = field(default_factory=list)
+    excluded_runs: list[int] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, runs: list[int], test_runs: list[int], n_folds: int | None = None) -> "RunSplit":
+    def from_config(cls, runs: list[int], test_runs: list[int], n_folds: int | None = None,
+                    excluded_runs: list[int] | None = None) -> "RunSplit":
+        excluded = sorted(int(r) for r in (excluded_runs or []))
+        unknown = sorted(set(excluded) - set(runs))
+        if unknown:
+            raise ModalMergeInputError(f"prep.split.exclude_runs lists runs {unknown} that the data does not have (runs: {runs}).")
+        if set(excluded) & set(test_runs):
+            raise ModalMergeInputError(
+                f"prep.split.exclude_runs {excluded} and prep.split.test_runs {sorted(test_runs)} share runs "
+                f"{sorted(set(excluded) & set(test_runs))}: a run is either held out or left out, not both.")
+        runs = [r for r in runs if r not in excluded]
         unknown = sorted(set(test_runs) - set(runs))
         if unknown:
             raise ModalMergeInputError(f"prep.split.test_runs lists runs {unknown} that the data does not have (runs: {runs}).")
@@ -121,16 +134,17 @@ class RunSplit:
                 raise ModalMergeInputError(f"prep.split.n_folds must be between 2 and {len(runs)} (the number of runs); got {n_folds}.")
             for k, held in enumerate(np.array_split(np.array(runs), n_folds)):
                 folds.append({"fold": k, "test_runs": held.tolist(), "train_runs": [r for r in runs if r not in held]})
-        return cls(train, sorted(test_runs), folds)
+        return cls(train, sorted(test_runs), folds, excluded)
 
     def to_dict(self) -> dict:
-        return {"train_runs": self.train_runs, "test_runs": self.test_runs, "folds": self.folds}
+        return {"train_runs": self.train_runs, "test_runs": self.test_runs, "folds": self.folds,
+                "excluded_runs": self.excluded_runs}
 
     @classmethod
     def read(cls, path: str | Path) -> "RunSplit":
         """Read ``split.json``; refuse a split in which a run is both training and held out."""
         data = json.loads(Path(path).read_text())
-        split = cls(data["train_runs"], data["test_runs"], data.get("folds", []))
+        split = cls(data["train_runs"], data["test_runs"], data.get("folds", []), data.get("excluded_runs", []))
         both = sorted(set(split.test_runs) & set(split.train_runs))
         if both:
             raise ModalMergeInputError(f"{path}: runs {both} are both train and test; rerun mask_and_normalize.")

@@ -143,9 +143,10 @@ class Preprocessed(NamedTuple):
 
 def preprocess(dataset: Dataset, mask: str = "auto", detrend: bool = True, standardize="zscore_sample",
                hemodynamic_shift_volumes: int = 0, test_runs: list[int] | None = None, n_folds: int | None = None,
-               drop_constant_voxels: bool = False) -> Preprocessed:
+               drop_constant_voxels: bool = False, exclude_runs: list[int] | None = None) -> Preprocessed:
     """mask-and-normalize for one dataset in the normalised layout (``mask`` ``auto``: ``brain`` where
-    the source has it, else ``nonzero``); the split's held-out runs default to the last three."""
+    the source has it, else ``nonzero``); the split's held-out runs default to the last three kept;
+    ``exclude_runs`` are left out of everything (recorded in the split)."""
     if mask == "auto":
         mask = "brain" if "brain" in dataset.manifest["masks"] else "nonzero"
     mask_img = load_nifti(dataset.mask_path(mask), ndim=3, what=f"mask '{mask}'")
@@ -153,9 +154,11 @@ def preprocess(dataset: Dataset, mask: str = "auto", detrend: bool = True, stand
         raise ModalMergeInputError(
             f"The mask '{mask}' ({dataset.mask_path(mask)}) is empty: no voxel is inside it. Set prep.mask to another of "
             f"{sorted(dataset.manifest['masks'])}, or fix the mask file of your study (data.custom.mask).")
-    runs = dataset.runs
+    kept = [r for r in dataset.runs if r not in (exclude_runs or [])]
+    split = RunSplit.from_config(dataset.runs, list(test_runs if test_runs is not None else kept[-3:]), n_folds,
+                                 exclude_runs)
+    runs = [r for r in dataset.runs if r not in split.excluded_runs]
     bolds = [load_nifti(dataset.bold_path(r), ndim=4, what=f"BOLD of run {r}") for r in runs]
-    split = RunSplit.from_config(runs, list(test_runs if test_runs is not None else runs[-3:]), n_folds)
 
     normalizer = VolumeNormalizer(mask_img, detrend, standardize, drop_constant_voxels, dataset.tr).fit(bolds, runs)
     signals = normalizer.transform(bolds, runs)

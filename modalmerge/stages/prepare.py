@@ -17,7 +17,7 @@ from ..data.preprocessing import preprocess
 def prepare_subject(dataset_dir: str | Path, out: dict, mask: str = "auto", detrend: bool = True,
                     standardize="zscore_sample", hemodynamic_shift_volumes: int = 0,
                     test_runs: list[int] | None = None, n_folds: int | None = None,
-                    drop_constant_voxels: bool = False) -> dict:
+                    drop_constant_voxels: bool = False, exclude_runs: list[int] | None = None) -> dict:
     """Run mask-and-normalize for one subject and write every output path in ``out``.
 
     ``out`` keys: ``bold`` (normalised 4D NIfTI), ``mask`` (NIfTI), ``mean`` (mean EPI NIfTI),
@@ -26,7 +26,7 @@ def prepare_subject(dataset_dir: str | Path, out: dict, mask: str = "auto", detr
     """
     dataset = Dataset.read(dataset_dir)
     prepared = preprocess(dataset, mask, detrend, standardize, hemodynamic_shift_volumes, test_runs, n_folds,
-                          drop_constant_voxels)
+                          drop_constant_voxels, exclude_runs)
     data, split, normalizer, mask_img = prepared.data, prepared.split, prepared.normalizer, prepared.mask_img
     with atomic_file(out["bold"]) as tmp:
         # Rebuilt as float32: the masker copies the mask's uint8 header, which would quantise z-scores.
