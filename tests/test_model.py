@@ -162,3 +162,20 @@ def test_the_slice_convolution_computes_what_a_3d_convolution_computes(kernel, s
     x3 = torch.randn(2, 6, 5, 5, 3)
     if kernel[-1] == 1:
         assert torch.allclose(fast(x3), plain(x3), atol=1e-5)
+
+
+def test_the_temporal_convolution_mixes_only_neighbouring_frames_of_the_same_voxel_and_clip():
+    """Width-3 convolution over time at each voxel: a change at (clip 0, frame 3, voxel (1, 2)) moves the
+    output at frames 2-4 of that voxel and clip only."""
+    from modalmerge.model.temporal import TemporalConvolution
+    torch.manual_seed(0)
+    layer = TemporalConvolution(8, norm_groups=4)
+    torch.nn.init.normal_(layer.conv.weight, std=0.5)
+    layer.norm = torch.nn.Identity()  # GroupNorm would spread the change over its frame's voxels
+    clips, frames = 2, 6
+    h = torch.randn(clips * frames, 8, 4, 5, 1)
+    changed = h.clone()
+    changed[3, :, 1, 2, 0] += 1.0  # clip 0, frame 3
+    moved = (layer(changed, frames) - layer(h, frames)).abs().amax(dim=1).reshape(clips, frames, 4, 5)
+    where = set(map(tuple, torch.nonzero(moved > 1e-6).tolist()))
+    assert where == {(0, 2, 1, 2), (0, 3, 1, 2), (0, 4, 1, 2)}

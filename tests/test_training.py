@@ -94,6 +94,30 @@ def test_a_validation_run_is_left_out_of_training_and_chooses_the_checkpoint(tmp
         assert any(not torch.equal(final["ema"][k], rolling["ema"][k]) for k in final["ema"])
 
 
+def test_the_checkpoint_is_the_best_validation_step_not_the_last(tmp_path, prepared_slice, monkeypatch):
+    """Validation errors scripted to be lowest at step 4 of 8: the model's weights are step 4's EMA."""
+    import modalmerge.training.trainer as trainer_module
+    real = trainer_module.heldout_denoising_error
+    scripted = iter([0.9, 0.5, 0.7, 0.8])  # validation evaluations at steps 2, 4, 6, 8
+    snapshots = {}
+
+    def validation_or_real(diffusion, clips, labels, n_bins=10, per_bin=8, **kwargs):
+        if n_bins != 10:  # the test-run error (logged only) keeps the real measure
+            return real(diffusion, clips, labels, n_bins, per_bin, **kwargs)
+        snapshots[len(snapshots)] = {k: v.clone() for k, v in diffusion.network.state_dict().items()}
+        return [0], [next(scripted)]
+
+    monkeypatch.setattr(trainer_module, "heldout_denoising_error", validation_or_real)
+    config = tiny_config(steps=8)
+    config["train"].update(validation_runs=[9], eval_every=2)
+    summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path),
+                            threads=2, progress=False)
+    assert summary["chosen_step"] == 4 and summary["validation_denoising_error"] == 0.5
+    final = load_checkpoint(tmp_path / "model.pt")["ema"]
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert any(not torch.equal(final[k], snapshots[3][k]) for k in final)
+
+
 @pytest.mark.parametrize("runs, message", [([10], "are test runs"), ([13], "not training runs"),
                                            (list(range(1, 10)), "leaves no run to train on")])
 def test_a_validation_run_outside_the_training_runs_is_refused(tmp_path, prepared_slice, runs, message):
