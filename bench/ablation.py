@@ -31,25 +31,19 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from seeds import summarise  # noqa: E402
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from seeds import describe, mean_sd, summarise  # noqa: E402
+from modalmerge.config import merge_config  # noqa: E402
 
 
 DEVELOPMENT_SPLIT = {"test_runs": [9], "exclude_runs": [10, 11, 12]}
 DEVELOPMENT_VALIDATION = [8]
 
 
-def merged(base: dict, overlay: dict) -> dict:
-    out = json.loads(json.dumps(base))
-    for key, value in overlay.items():
-        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
 def run_one(name: str, seed: int, config: dict, out: Path, cores: int, subject: str, reuse: Path | None) -> dict:
     folder = out / name / f"seed-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    config = merged(config, {block: {"seed": seed} for block in ("train", "sample", "evaluate")})
+    config = merge_config(config, {block: {"seed": seed} for block in ("train", "sample", "evaluate")})
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     if reuse is not None:  # the other variant's data, preparation and checkpoint, timestamps kept
         for part in ("data", "prep", "model"):
@@ -69,14 +63,9 @@ def collect(folder: Path, subject: str, wall_s: float) -> dict:
     training = json.loads((folder / f"results/model/{subject}/training_summary.json").read_text())
     sampling = json.loads((folder / f"results/samples/{subject}/sampling_summary.json").read_text())
     return {"fidelity": fidelity, "wall_s": wall_s,
-            "training": {k: training.get(k) for k in ("train_time_s", "steps", "chosen_step", "validation_denoising_error",
+            "training": {k: training.get(k) for k in ("train_time_s", "steps", "chosen_step", "validation_denoising_error", "test_runs",
                                                        "heldout_denoising_error_ema", "device", "parameters")},
             "sampling_time_s": sampling["sampling_time_s"]}
-
-
-def describe(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-            "values": [float(v) for v in values]}
 
 
 def main() -> None:
@@ -102,7 +91,7 @@ def main() -> None:
         variants = {name: variants[name] for name in args.only}
     reuse = {name: overlay.pop("reuse_model_of", None) for name, overlay in variants.items()}
     if args.select:
-        base = merged(base, {"prep": {"split": DEVELOPMENT_SPLIT}})
+        base = merge_config(base, {"prep": {"split": DEVELOPMENT_SPLIT}})
         for overlay in variants.values():
             if overlay.get("train", {}).get("validation_runs"):
                 overlay["train"]["validation_runs"] = DEVELOPMENT_VALIDATION
@@ -110,7 +99,7 @@ def main() -> None:
 
     def job(name: str, seed: int) -> None:
         source = args.out / reuse[name] / f"seed-{seed}" if reuse[name] else None
-        results[name][seed] = run_one(name, seed, merged(base, variants[name]), args.out, args.cores, args.subject, source)
+        results[name][seed] = run_one(name, seed, merge_config(base, variants[name]), args.out, args.cores, args.subject, source)
         print(f"done {name} seed {seed}: {results[name][seed]['wall_s']:.0f} s", flush=True)
 
     # variants that reuse a model run after the ones they reuse
@@ -131,7 +120,8 @@ def main() -> None:
     for name, by_seed in results.items():
         fidelities = {seed: r["fidelity"] for seed, r in sorted(by_seed.items())}
         summary[name] = {
-            "scored_on": "development split: run 9 (runs 10-12 left out)" if args.select else "test runs",
+            # read from what the runs did (also right for --summarise-only)
+            "scored_on_runs": sorted({run for r in by_seed.values() for run in r["training"]["test_runs"]}),
             "overlay": variants[name], "reuse_model_of": reuse[name], "seeds": sorted(by_seed),
             "measures": summarise(fidelities),
             "memorisation_ratio": describe([f["memorisation"]["ratio"] for f in fidelities.values()]),
@@ -146,18 +136,17 @@ def main() -> None:
 
 
 def markdown(summary: dict) -> str:
-    pm = lambda e: f"{e['mean']:.3f} ± {e['sd']:.3f}" if e["sd"] is not None else f"{e['mean']:.3f}"
     names = list(summary)
     first = summary[names[0]]["measures"]
     rows = ["| measure | " + " | ".join(names) + " | classical generator | real / ceiling | better is |",
             "|---|" + "---|" * len(names) + "---|---|---|"]
     for measure, entry in first.items():
-        cells = [pm(summary[n]["measures"][measure]["model"]) for n in names]
-        rows.append(f"| {measure} | " + " | ".join(cells) + f" | {pm(entry['gaussian_var1'])} | "
+        cells = [mean_sd(summary[n]["measures"][measure]["model"]) for n in names]
+        rows.append(f"| {measure} | " + " | ".join(cells) + f" | {mean_sd(entry['gaussian_var1'])} | "
                     f"{entry['real_or_ceiling']:.3f} | {entry['better']} |")
-    rows.append("| memorisation ratio (≥ 0.95) | " + " | ".join(pm(summary[n]["memorisation_ratio"]) for n in names) + " | | 1 | closer |")
-    rows.append("| training time (s) | " + " | ".join(pm(summary[n]["train_time_s"]) for n in names) + " | | | |")
-    rows.append("| sampling time (s) | " + " | ".join(pm(summary[n]["sampling_time_s"]) for n in names) + " | | | |")
+    rows.append("| memorisation ratio (≥ 0.95) | " + " | ".join(mean_sd(summary[n]["memorisation_ratio"]) for n in names) + " | | 1 | closer |")
+    rows.append("| training time (s) | " + " | ".join(mean_sd(summary[n]["train_time_s"]) for n in names) + " | | | |")
+    rows.append("| sampling time (s) | " + " | ".join(mean_sd(summary[n]["sampling_time_s"]) for n in names) + " | | | |")
     return "\n".join(rows)
 
 

@@ -38,12 +38,16 @@ def curve(diffusion, data, runs, clip_length: int, n_pairs: int, seed: int) -> d
     errors = classifier.pair_errors(clips, design, target)  # (blocks, categories, pairs)
     seconds = time.perf_counter() - started
     t, _ = classifier.pairs(clips.shape[1:])
+
+    def accuracy_of(pairs) -> float:  # the classifier that averages the chosen pairs only
+        return float(np.mean(errors[:, :, pairs].mean(axis=2).argmin(axis=1) == truth))
+
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n_pairs]
-    accuracy = {k: float(np.mean(errors[:, :, :k].mean(axis=2).argmin(axis=1) == truth)) for k in ks}
+    accuracy = {k: accuracy_of(slice(0, k)) for k in ks}
     middle = int(np.median(t.numpy()))
     low, high = t.numpy() < middle, t.numpy() >= middle
-    by_range = {f"t < {middle} ({int(low.sum())} pairs)": float(np.mean(errors[:, :, low].mean(axis=2).argmin(axis=1) == truth)),
-                f"t >= {middle} ({int(high.sum())} pairs)": float(np.mean(errors[:, :, high].mean(axis=2).argmin(axis=1) == truth))}
+    by_range = {f"t < {middle} ({int(low.sum())} pairs)": accuracy_of(low),
+                f"t >= {middle} ({int(high.sum())} pairs)": accuracy_of(high)}
     return {"runs": [int(r) for r in runs], "n_blocks": len(blocks), "accuracy_by_pairs": accuracy,
             "accuracy_by_timestep_range": by_range, "seconds": seconds, "seconds_per_pair": seconds / n_pairs,
             "chance": 1 / data.rest_id}

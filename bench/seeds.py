@@ -40,6 +40,16 @@ def run_seed(seed: int, config: dict, out: Path, cores: int, subject: str) -> di
     return json.loads((folder / target).read_text())
 
 
+def describe(values: list[float]) -> dict:
+    """mean, sd (None for one value) and the values themselves."""
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "values": [float(v) for v in values]}
+
+
+def mean_sd(entry: dict) -> str:
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f}" if entry["sd"] is not None else f"{entry['mean']:.3f}"
+
+
 def summarise(fidelities: dict[int, dict]) -> dict:
     """mean, sd and per-seed values of every realism measure, model and classical generator."""
     out = {}
@@ -48,18 +58,15 @@ def summarise(fidelities: dict[int, dict]) -> dict:
         generator = [generator_of(f["generator_baselines"]["gaussian_var1"]) for f in fidelities.values()]
         real = [real_of(f) for f in fidelities.values()]
         out[measure] = {"better": better, "seeds": list(fidelities),
-                        "model": {"mean": float(np.mean(model)), "sd": float(np.std(model, ddof=1)) if len(model) > 1 else None, "values": model},
-                        "gaussian_var1": {"mean": float(np.mean(generator)), "sd": float(np.std(generator, ddof=1)) if len(generator) > 1 else None,
-                                          "values": generator},
+                        "model": describe(model), "gaussian_var1": describe(generator),
                         "real_or_ceiling": float(np.mean(real))}
     return out
 
 
 def markdown(summary: dict) -> str:
-    pm = lambda e: f"{e['mean']:.3f} ± {e['sd']:.3f}" if e["sd"] is not None else f"{e['mean']:.3f}"
     rows = ["| measure | model (mean ± sd) | classical generator (mean ± sd) | real / ceiling | better is |",
             "|---|---|---|---|---|"]
-    rows += [f"| {m} | {pm(e['model'])} | {pm(e['gaussian_var1'])} | {e['real_or_ceiling']:.3f} | {e['better']} |"
+    rows += [f"| {m} | {mean_sd(e['model'])} | {mean_sd(e['gaussian_var1'])} | {e['real_or_ceiling']:.3f} | {e['better']} |"
              for m, e in summary.items()]
     return "\n".join(rows)
 

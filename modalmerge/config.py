@@ -55,6 +55,14 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     return config
 
 
+def merge_config(base: dict, overlay: dict) -> dict:
+    """``overlay`` merged into a copy of ``base`` key by key, as Snakemake merges ``--configfile``s."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        out[key] = merge_config(out.get(key) or {}, value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
+
+
 def _check_across_keys(config: dict) -> None:
     """Rules that tie two keys together (a schema states one key at a time)."""
     sample, model, train = config.get("sample", {}), config.get("model", {}), config.get("train", {})

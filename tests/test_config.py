@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from modalmerge.config import SCHEMA_PATH, load_config, validate_config
+from modalmerge.config import SCHEMA_PATH, load_config, merge_config, validate_config
 from modalmerge.errors import ModalMergeInputError
 
 from conftest import REPO
@@ -80,13 +80,8 @@ def test_a_typo_names_the_key_and_the_closest_match_not_the_schema():
 
 def test_the_gpu_overlay_is_a_valid_config_over_the_default():
     """profiles/gpu_temporal.yaml merges into config.yaml as Snakemake merges --configfile (key by key)."""
-    def merge(base, overlay):
-        out = dict(base)
-        for key, value in overlay.items():
-            out[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
-        return out
     base = yaml.safe_load((REPO / "config.yaml").read_text())
-    config = validate_config(merge(base, yaml.safe_load((REPO / "profiles" / "gpu_temporal.yaml").read_text())))
+    config = validate_config(merge_config(base, yaml.safe_load((REPO / "profiles" / "gpu_temporal.yaml").read_text())))
     assert config["model"]["temporal_levels"] == [0, 1, 2, 3] and config["sample"]["overlap"] == 2
     assert config["train"]["validation_runs"] == [9] and config["model"]["channels"] == base["model"]["channels"]
 

@@ -198,17 +198,24 @@ def sample_outputs(folder) -> dict:
     return {k: str(folder / v) for k, v in names.items()}
 
 
+def assert_runs_follow_the_held_out_design(npz_path, volumes_path) -> PreparedData:
+    """One synthetic run per held-out run (121 volumes each) with its labels, finite, zero outside the mask."""
+    data = PreparedData.load(volumes_path)
+    with np.load(npz_path) as npz:
+        assert npz["X"].shape == (3 * 121, 37, 19, 1)
+        assert np.array_equal(npz["label_ids"], data.label_ids[data.is_test])
+        assert np.array_equal(npz["design_run"], data.runs[data.is_test])
+        assert np.all(np.isfinite(npz["X"])) and np.all(npz["X"][:, ~data.mask] == 0)
+    return data
+
+
 def test_sampling_follows_the_held_out_design_in_source_space(tmp_path, tiny_model, prepared_slice):
     config = tiny_config()["sample"]
     out = sample_outputs(tmp_path)
     summary = sample_subject(tiny_model, prepared_slice["volumes"], config, out, device="cpu", threads=2)
-    data = PreparedData.load(prepared_slice["volumes"])
+    data = assert_runs_follow_the_held_out_design(out["npz"], prepared_slice["volumes"])
     with np.load(out["npz"]) as npz:
-        assert npz["X"].shape == (3 * 121, 37, 19, 1)
-        assert np.array_equal(npz["label_ids"], data.label_ids[data.is_test])
-        assert np.array_equal(npz["design_run"], data.runs[data.is_test])
         assert npz["category_clips"].shape == (8, 4, 37, 19, 1)
-        assert np.all(npz["X"][:, ~data.mask] == 0)
     img = nib.load(out["nifti"])
     assert img.shape == (40, 20, 1, 3 * 121)
     assert np.allclose(img.affine, data.source_affine)
@@ -219,6 +226,16 @@ def test_sampling_follows_the_held_out_design_in_source_space(tmp_path, tiny_mod
         assert att["temporal"].shape == (8, 4, 4)
         assert np.allclose(att["temporal"].sum(-1), 1, atol=1e-4)  # rows of attention weights
     assert summary["steps"] == 4 and np.isfinite(summary["synthetic_std"])
+
+
+def test_coherent_runs_follow_the_held_out_design_and_carry_the_overlap_over(tmp_path, tiny_model, prepared_slice):
+    """sample.overlap 1: each held-out design becomes one run of 121 volumes made window by window (40 windows
+    of 4 volumes moving by 3), with the design's labels and nothing outside the mask."""
+    config = dict(tiny_config()["sample"], overlap=1, clips_per_category=0)
+    out = sample_outputs(tmp_path)
+    summary = sample_subject(tiny_model, prepared_slice["volumes"], config, out, device="cpu", threads=2)
+    assert_runs_follow_the_held_out_design(out["npz"], prepared_slice["volumes"])
+    assert summary["overlap"] == 1 and summary["n_clips"] == 3 * 40  # windows of 4 moving by 3 over 121
 
 
 def test_same_seed_gives_identical_samples(tmp_path, tiny_model, prepared_slice):

@@ -59,31 +59,28 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     batch_size = sample_config["batch_size"]
 
     # 1. synthetic runs that follow the design (label sequence) of each held-out run
-    run_volumes, run_labels, run_design = [], [], []
+    run_volumes = []
     started = time.perf_counter()
     n_clips = 0
     overlap = sample_config["overlap"]
     designs = [run for _ in range(sample_config["runs_per_heldout_design"]) for run in meta["test_runs"]]
+    run_labels = [data.label_ids[data.runs == run] for run in designs]
+    run_design = [np.full(len(labels), run) for run, labels in zip(designs, run_labels)]
     if overlap == 0:  # independent clips, stitched
-        for run in designs:
-            labels = data.label_ids[data.runs == run]
+        for labels in run_labels:
             clip_labels, keep = covering_clips(labels, clip_length)
             clips, _ = sample_in_batches(diffusion, sampler, clip_labels, guidance, batch_size, generator)
             n_clips += len(clips)
             run_volumes.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
     else:  # every run generated coherently, window by window, all runs of one length together
-        lengths = [int(np.sum(data.runs == run)) for run in designs]
         by_design = {}
-        for length in sorted(set(lengths)):
-            group = [i for i, n in enumerate(lengths) if n == length]
-            labels = np.stack([data.label_ids[data.runs == designs[i]] for i in group])
-            runs = sample_sequences(diffusion, sampler, labels, clip_length, overlap, guidance, generator, batch_size)
+        for length in sorted({len(labels) for labels in run_labels}):
+            group = [i for i, labels in enumerate(run_labels) if len(labels) == length]
+            runs = sample_sequences(diffusion, sampler, np.stack([run_labels[i] for i in group]), clip_length, overlap,
+                                    guidance, generator, batch_size)
             n_clips += len(group) * len(window_starts(length, clip_length, overlap))
             by_design.update(zip(group, runs))
         run_volumes = [by_design[i] for i in range(len(designs))]
-    for run in designs:
-        run_labels.append(data.label_ids[data.runs == run])
-        run_design.append(np.full(int(np.sum(data.runs == run)), run))
     # 2. clips with one category throughout (also the diffusion-process snapshots)
     categories = np.arange(data.rest_id)
     per_category = np.repeat(categories, sample_config["clips_per_category"])
