@@ -53,6 +53,7 @@ rule score_auc:
     params:
         anomalies=config["anomalies"],
         device=config["train"]["device"],
+        precision=config["train"]["inference_precision"],
     threads: LIGHT_THREADS
     conda:
         "../environment.yml"

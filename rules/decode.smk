@@ -26,6 +26,7 @@ rule decode:
     params:
         decode=config["decode"],
         device=config["train"]["device"],
+        precision=config["train"]["inference_precision"],
     threads: DECODE_THREADS
     conda:
         "../environment.yml"

@@ -44,6 +44,7 @@ rule sample:
     params:
         sample=config["sample"],
         device=config["train"]["device"],
+        precision=config["train"]["inference_precision"],
     threads: 4
     resources:
         gpu=1,

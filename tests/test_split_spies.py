@@ -3,6 +3,8 @@ the runs they may see (the classical decoders have their own spy in test_decodin
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -85,7 +87,8 @@ def test_every_detector_is_calibrated_on_training_run_clips_only(tmp_path, prepa
     out = {key: tmp_path / name for key, name in [("json", "auc.json"), ("table", "t.tsv"), ("roc", "r.npz"),
                                                   ("figure_roc", "a.png"), ("figure_strength", "b.png"),
                                                   ("figure_examples", "c.png")]}
-    anomaly_stage.score_subject(injected, prepared_slice["volumes"], tiny_model, config, out)
+    anomaly_stage.score_subject(injected, prepared_slice["volumes"], tiny_model, config, out, precision="bfloat16")
+    assert json.loads(out["json"].read_text())["detectors"]["diffusion"]["inference_precision"] == "bfloat16"
     assert len(fitted) == 9  # eight classical detectors and the diffusion detector
     for name, clips in fitted:
         assert index.splits_of(clips) == {"train"}, name
@@ -106,7 +109,8 @@ def test_the_diffusion_classifier_scores_held_out_blocks_only(prepared_slice, in
     monkeypatch.setattr(decode_stage, "classical_decoders", lambda: {})
     monkeypatch.setattr(decode_stage, "heldout_split_decoding", lambda *a, **k: {"accuracy": 0.0})
     monkeypatch.setattr(decode_stage, "leave_one_run_out", lambda *a, **k: {})
-    results, _ = decode_stage.decode_subject(prepared_slice["volumes"], tiny_model, None, config)
+    results, _ = decode_stage.decode_subject(prepared_slice["volumes"], tiny_model, None, config, precision="bfloat16")
+    assert results["diffusion_classifier"]["inference_precision"] == "bfloat16"
     assert len(scored) == 1 and len(scored[0]) == 24  # 8 category blocks in each of the 3 held-out runs
     assert index.splits_of(scored[0]) == {"test"}
     assert results["diffusion_classifier"]["test_runs"] == [10, 11, 12]

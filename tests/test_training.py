@@ -251,6 +251,38 @@ def test_same_seed_gives_identical_samples(tmp_path, tiny_model, prepared_slice)
         assert not np.array_equal(a["category_clips"], c["category_clips"])
 
 
+def test_bfloat16_sampling_runs_in_bf16_and_stays_close_to_float32(tmp_path, tiny_model, prepared_slice):
+    """The sampler under bf16 autocast: recorded, really in bf16 (samples differ from float32's with
+    the same seed), and close to them (same noise, a few DDIM steps)."""
+    config = dict(tiny_config()["sample"], runs_per_heldout_design=0, clips_per_category=1)
+    single, half = sample_outputs(tmp_path / "fp32"), sample_outputs(tmp_path / "bf16")
+    sample_subject(tiny_model, prepared_slice["volumes"], config, single, device="cpu")
+    summary = sample_subject(tiny_model, prepared_slice["volumes"], config, half, device="cpu", precision="bfloat16")
+    assert summary["inference_precision"] == "bfloat16"
+    with np.load(single["npz"]) as a, np.load(half["npz"]) as b:
+        x, y = a["category_clips"], b["category_clips"]
+        assert y.dtype == np.float32 and np.isfinite(y).all() and not np.array_equal(x, y)
+        assert np.abs(x - y).mean() < 0.05 * np.abs(x).mean()
+
+
+def test_inference_precision_auto_follows_the_hardware(monkeypatch):
+    from modalmerge import runtime
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device: True)
+    assert runtime.inference_precision(cpu, "auto") == "bfloat16"
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device: False)
+    assert runtime.inference_precision(cpu, "auto") == "float32"
+    assert runtime.inference_precision(cpu, "bfloat16") == "bfloat16"
+    with pytest.raises(ModalMergeInputError, match="inference_precision"):
+        runtime.inference_precision(cpu, "fp16")
+    conv = torch.nn.Conv2d(2, 3, 3)
+    x = torch.randn(1, 2, 5, 5)
+    with runtime.model_autocast(cpu, "bfloat16"):
+        assert conv(x).dtype == torch.bfloat16
+    with runtime.model_autocast(cpu, "float32"):
+        assert conv(x).dtype == torch.float32
+
+
 def test_covering_clips_rebuild_a_run_without_overlap():
     labels = np.arange(121)
     clips, keep = covering_clips(labels, 8)

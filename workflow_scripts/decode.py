@@ -9,6 +9,6 @@ accuracies = decode_stage(
     snakemake.input.volumes,  # noqa: F821
     snakemake.input.model if params["diffusion"] else None,  # noqa: F821
     snakemake.input.synthetic,  # noqa: F821
-    params, dict(snakemake.output.items()), device=snakemake.params.device, threads=snakemake.threads,  # noqa: F821
+    params, dict(snakemake.output.items()), device=snakemake.params.device, precision=snakemake.params.precision, threads=snakemake.threads,  # noqa: F821
 )
 log.info("decoded: %s", accuracies)

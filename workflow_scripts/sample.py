@@ -9,7 +9,7 @@ summary = sample_subject(
     snakemake.input.volumes,  # noqa: F821
     snakemake.params.sample,  # noqa: F821
     dict(snakemake.output.items()),  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
+    device=snakemake.params.device, precision=snakemake.params.precision,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )
 log.info("sampled: %s", summary)

@@ -110,13 +110,17 @@ def refit_null(estimator, X_train, y_train, runs_train, X_test, y_test, n_permut
     (``X_extra``/``y_extra``, e.g. synthetic volumes, are appended unshuffled to every fit).
 
     The shuffles are drawn first, in order, from ``rng``; the refits then run in ``n_jobs``
-    processes, so the null is the same for any ``n_jobs``.
+    processes, so the null is the same for any ``n_jobs``. An estimator that can score many label
+    sets exactly without refitting (``permuted_accuracies``, e.g. the standardised ridge of
+    :mod:`.ridge`) does so.
     """
     if X_extra is not None:
         X_train = np.concatenate([X_train, X_extra])
     shuffles = [shuffle_within_runs(y_train, runs_train, rng) for _ in range(n_permutations)]
     if y_extra is not None:
         shuffles = [np.concatenate([permuted, y_extra]) for permuted in shuffles]
+    if hasattr(estimator, "permuted_accuracies"):
+        return estimator.permuted_accuracies(X_train, shuffles, X_test, y_test)
     with one_thread_per_process():
         return Parallel(n_jobs=n_jobs)(delayed(_refit_accuracy)(estimator, X_train, permuted, X_test, y_test)
                                        for permuted in shuffles)

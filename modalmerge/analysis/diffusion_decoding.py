@@ -6,13 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import RidgeClassifierCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.clips import block_clips, covering_clips, stimulus_blocks
 from .decoding import chance_level, heldout_split_decoding, permutation_p_value, score, shuffle_within_runs
+from .ridge import StandardRidgeClassifierCV
 
 
 class DiffusionClassifier(BaseEstimator, ClassifierMixin):
@@ -150,8 +148,8 @@ def encoder_probe_decoding(diffusion, X_volumes, runs_all, is_category, y, runs,
                            clip_length: int, n_permutations: int, seed: int, n_jobs: int = 1) -> dict:
     """A linear probe of the denoiser's bottleneck features, scored like the classical decoders."""
     features = encoder_features(diffusion, X_volumes, runs_all, clip_length, seed=seed)[is_category]
-    # ridge: closed form, so the permutation refits on ~4k features take seconds (a LinearSVC
-    # probe took over 10 minutes to converge on shuffled labels); alpha chosen by efficient
-    # leave-one-out inside the training runs of each fit, never on held-out data
-    probe = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=np.logspace(1, 5, 9)))
+    # ridge: closed form (a LinearSVC probe took over 10 minutes to converge on shuffled labels);
+    # alpha chosen by efficient leave-one-out inside the training runs of each fit, never on
+    # held-out data; the permutation null solves every shuffled label set with one factorisation
+    probe = StandardRidgeClassifierCV(alphas=tuple(np.logspace(1, 5, 9)))
     return heldout_split_decoding(probe, features, y, runs, train_runs, test_runs, categories, n_permutations, seed, n_jobs)

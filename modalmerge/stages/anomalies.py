@@ -19,17 +19,20 @@ from ..atomic import atomic_file
 from ..data.clips import make_clips
 from ..data.dataset import PreparedData
 from ..diffusion.checkpoints import load_diffusion
-from ..runtime import choose_device, usable_threads
+from ..runtime import choose_device, inference_precision, model_autocast, usable_threads
 from .figures import plot_anomaly_examples, plot_auroc_vs_strength, plot_roc_curves
 
 log = logging.getLogger("modalmerge")
 
 
 def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, out: dict, device: str = "cpu",
-                  threads: int = 1) -> dict:
+                  threads: int = 1, precision: str = "float32") -> dict:
     """score_auc for one subject; ``out`` keys: ``json`` (auc.json), ``table`` (TSV), ``roc`` (NPZ),
-    ``figure_roc``, ``figure_strength``, ``figure_examples``."""
+    ``figure_roc``, ``figure_strength``, ``figure_examples``. The diffusion detector's forward passes
+    run in ``precision`` (:func:`~modalmerge.runtime.inference_precision`)."""
     torch.set_num_threads(usable_threads(threads))
+    device = choose_device(device)
+    precision = inference_precision(device, precision)
     with np.load(injected_path) as npz:
         injected = {k: npz[k] for k in npz.files}
     data = PreparedData.load(volumes_path)
@@ -40,7 +43,7 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
     if data.is_test[starts].sum() != len(starts):
         raise RuntimeError("an injected clip comes from a training run")  # guards the split
     # a missing or broken checkpoint fails here, before the classical detectors' work
-    diffusion = None if checkpoint_path is None else load_diffusion(checkpoint_path, choose_device(device))[0]
+    diffusion = None if checkpoint_path is None else load_diffusion(checkpoint_path, device)[0]
     defaults = config["default_strengths"]
     results, timings = {}, {}
     for name, detector in classical_detectors(data.mask, config["seed"]).items():
@@ -57,10 +60,12 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
         cfg = config["diffusion"]
         detector = DiffusionDetector(data.mask, diffusion, cfg["t_start"], cfg["steps"], cfg["n_draws"], seed=config["seed"])
         calibration = np.random.default_rng(config["seed"]).choice(len(train_clips), min(cfg["calibration_clips"], len(train_clips)), replace=False)
-        detector.fit(train_clips[calibration], train_labels[calibration])
-        diffusion_maps = detector.score_maps(injected["clips"], design)
+        with model_autocast(device, precision):
+            detector.fit(train_clips[calibration], train_labels[calibration])
+            diffusion_maps = detector.score_maps(injected["clips"], design)
         scores = detector.decision_function(injected["clips"], design, maps=diffusion_maps)
         results["diffusion"] = evaluate_detector(scores, diffusion_maps, injected, data.mask, defaults, config["voxel_fp_rate"])
+        results["diffusion"]["inference_precision"] = precision
         timings["diffusion"] = time.perf_counter() - started
         log.info("diffusion: AUROC %.3f", results["diffusion"]["auroc"])
     for name in results:

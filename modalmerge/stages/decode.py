@@ -16,7 +16,7 @@ from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder
 from ..atomic import atomic_file
 from ..data.dataset import PreparedData
 from ..diffusion.checkpoints import load_diffusion
-from ..runtime import choose_device, usable_threads
+from ..runtime import choose_device, inference_precision, model_autocast, usable_threads
 from .figures import plot_confusion_matrices, plot_decoding_accuracy
 
 log = logging.getLogger("modalmerge")
@@ -35,17 +35,23 @@ def read_synthetic_volumes(synthetic_path, mask: np.ndarray) -> tuple[np.ndarray
     return syn_X, syn_y
 
 
-def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, device: str = "cpu", threads: int = 1):
+def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, device: str = "cpu", threads: int = 1,
+                   precision: str = "float32"):
     """Run every decoder on the prepared data at ``volumes_path``; return ``(results_by_decoder, timings)``."""
-    return decode_prepared(PreparedData.load(volumes_path), checkpoint_path, synthetic_path, config, device, threads)
+    return decode_prepared(PreparedData.load(volumes_path), checkpoint_path, synthetic_path, config, device, threads,
+                           precision)
 
 
 def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config: dict, device: str = "cpu",
-                    threads: int = 1):
-    """Run every decoder on loaded prepared data; return ``(results_by_decoder, timings)``."""
+                    threads: int = 1, precision: str = "float32"):
+    """Run every decoder on loaded prepared data; return ``(results_by_decoder, timings)``. The
+    diffusion classifier's forward passes run in ``precision``
+    (:func:`~modalmerge.runtime.inference_precision`), the encoder probe's in float32."""
     torch.set_num_threads(usable_threads(threads))
+    device = choose_device(device)
+    precision = inference_precision(device, precision)
     # a missing or broken checkpoint fails here, before the classical decoders' minutes of work
-    diffusion, meta = load_diffusion(checkpoint_path, choose_device(device)) if checkpoint_path is not None else (None, None)
+    diffusion, meta = load_diffusion(checkpoint_path, device) if checkpoint_path is not None else (None, None)
     categories = data.categories
     is_category = data.label_ids != data.rest_id
     X = data.X[:, data.mask][is_category]
@@ -76,9 +82,13 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
 
     if diffusion is not None:
         clip_length = meta["config"]["model"]["clip_length"]
-        run("diffusion_classifier", lambda: diffusion_classifier_decoding(
-            diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
-            config["diffusion_pairs"], n_perm, seed))
+
+        def classify():
+            with model_autocast(device, precision):
+                result = diffusion_classifier_decoding(diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs,
+                                                       data.rest_id, clip_length, config["diffusion_pairs"], n_perm, seed)
+            return {**result, "inference_precision": precision}
+        run("diffusion_classifier", classify)
         run("diffusion_encoder_features", lambda: encoder_probe_decoding(
             diffusion, data.X, data.runs, is_category, y, runs, train_runs, test_runs, categories, clip_length, n_perm, seed,
             jobs))
@@ -114,10 +124,10 @@ def write_decoding_outputs(results: dict, timings: dict, class_names, out: dict)
 
 
 def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, out: dict, device: str = "cpu",
-                 threads: int = 1) -> dict:
+                 threads: int = 1, precision: str = "float32") -> dict:
     """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
     :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
     data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
-    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads)
+    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision)
     write_decoding_outputs(results, timings, data.category_names, out)
     return {name: round(result["accuracy"], 3) for name, result in results.items()}

@@ -23,7 +23,7 @@ from ..data.dataset import PreparedData
 from ..diffusion.checkpoints import checkpoint_sampler, load_diffusion
 from ..diffusion.gaussian import GaussianDiffusion
 from ..diffusion.sequences import sample_sequences, window_starts
-from ..runtime import choose_device, usable_threads
+from ..runtime import choose_device, inference_precision, model_autocast, usable_threads
 
 log = logging.getLogger("modalmerge")
 
@@ -44,11 +44,14 @@ def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray,
 
 
 def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample_config: dict, out: dict,
-                   device: str = "auto", threads: int = 1) -> dict:
+                   device: str = "auto", threads: int = 1, precision: str = "float32") -> dict:
     """sample for one subject; ``out`` keys: ``nifti``, ``npz``, ``snapshots``, ``attention_nifti``,
-    ``attention_temporal``, ``summary`` and (optional) ``interpretability``."""
+    ``attention_temporal``, ``summary`` and (optional) ``interpretability``. The sampler's forward
+    passes run in ``precision`` (see :func:`~modalmerge.runtime.inference_precision`); the attention
+    maps in float32."""
     torch.set_num_threads(usable_threads(threads))
     device = choose_device(device)
+    precision = inference_precision(device, precision)
     diffusion, meta = load_diffusion(checkpoint_path, device)
     data = PreparedData.load(volumes_path)
     clip_length = meta["config"]["model"]["clip_length"]
@@ -58,43 +61,44 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     guidance = sample_config["guidance_scale"]
     batch_size = sample_config["batch_size"]
 
-    # 1. synthetic runs that follow the design (label sequence) of each held-out run
-    run_volumes = []
-    started = time.perf_counter()
-    n_clips = 0
-    overlap = sample_config["overlap"]
-    designs = [run for _ in range(sample_config["runs_per_heldout_design"]) for run in meta["test_runs"]]
-    run_labels = [data.label_ids[data.runs == run] for run in designs]
-    run_design = [np.full(len(labels), run) for run, labels in zip(designs, run_labels)]
-    if overlap == 0:  # independent clips, stitched
-        for labels in run_labels:
-            clip_labels, keep = covering_clips(labels, clip_length)
-            clips, _ = sample_in_batches(diffusion, sampler, clip_labels, guidance, batch_size, generator)
-            n_clips += len(clips)
-            run_volumes.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
-    else:  # every run generated coherently, window by window, all runs of one length together
-        by_design = {}
-        for length in sorted({len(labels) for labels in run_labels}):
-            group = [i for i, labels in enumerate(run_labels) if len(labels) == length]
-            runs = sample_sequences(diffusion, sampler, np.stack([run_labels[i] for i in group]), clip_length, overlap,
-                                    guidance, generator, batch_size)
-            n_clips += len(group) * len(window_starts(length, clip_length, overlap))
-            by_design.update(zip(group, runs))
-        run_volumes = [by_design[i] for i in range(len(designs))]
-    # 2. clips with one category throughout (also the diffusion-process snapshots)
-    categories = np.arange(data.rest_id)
-    per_category = np.repeat(categories, sample_config["clips_per_category"])
-    category_labels = np.repeat(per_category[:, None], clip_length, axis=1)
-    category_clips = np.zeros((0, clip_length, *meta["grid_shape"]), np.float32)
-    snapshots = []
-    if len(per_category):
-        order = np.argsort(np.tile(np.arange(sample_config["clips_per_category"]), len(categories)), kind="stable")
-        # first batch holds one clip of every category, so its snapshots show each category's reverse process
-        category_clips_sorted, snapshots = sample_in_batches(
-            diffusion, sampler, category_labels[order], guidance, batch_size, generator, sample_config["snapshot_every"])
-        category_clips = np.empty_like(category_clips_sorted)
-        category_clips[order] = category_clips_sorted
-        n_clips += len(category_clips)
+    with model_autocast(device, precision):  # the sampler's forward passes only
+        # 1. synthetic runs that follow the design (label sequence) of each held-out run
+        run_volumes = []
+        started = time.perf_counter()
+        n_clips = 0
+        overlap = sample_config["overlap"]
+        designs = [run for _ in range(sample_config["runs_per_heldout_design"]) for run in meta["test_runs"]]
+        run_labels = [data.label_ids[data.runs == run] for run in designs]
+        run_design = [np.full(len(labels), run) for run, labels in zip(designs, run_labels)]
+        if overlap == 0:  # independent clips, stitched
+            for labels in run_labels:
+                clip_labels, keep = covering_clips(labels, clip_length)
+                clips, _ = sample_in_batches(diffusion, sampler, clip_labels, guidance, batch_size, generator)
+                n_clips += len(clips)
+                run_volumes.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
+        else:  # every run generated coherently, window by window, all runs of one length together
+            by_design = {}
+            for length in sorted({len(labels) for labels in run_labels}):
+                group = [i for i, labels in enumerate(run_labels) if len(labels) == length]
+                runs = sample_sequences(diffusion, sampler, np.stack([run_labels[i] for i in group]), clip_length, overlap,
+                                        guidance, generator, batch_size)
+                n_clips += len(group) * len(window_starts(length, clip_length, overlap))
+                by_design.update(zip(group, runs))
+            run_volumes = [by_design[i] for i in range(len(designs))]
+        # 2. clips with one category throughout (also the diffusion-process snapshots)
+        categories = np.arange(data.rest_id)
+        per_category = np.repeat(categories, sample_config["clips_per_category"])
+        category_labels = np.repeat(per_category[:, None], clip_length, axis=1)
+        category_clips = np.zeros((0, clip_length, *meta["grid_shape"]), np.float32)
+        snapshots = []
+        if len(per_category):
+            order = np.argsort(np.tile(np.arange(sample_config["clips_per_category"]), len(categories)), kind="stable")
+            # first batch holds one clip of every category, so its snapshots show each category's reverse process
+            category_clips_sorted, snapshots = sample_in_batches(
+                diffusion, sampler, category_labels[order], guidance, batch_size, generator, sample_config["snapshot_every"])
+            category_clips = np.empty_like(category_clips_sorted)
+            category_clips[order] = category_clips_sorted
+            n_clips += len(category_clips)
     elapsed = time.perf_counter() - started
 
     synthetic = np.concatenate(run_volumes) if run_volumes else np.zeros((0, *meta["grid_shape"]), np.float32)
@@ -135,6 +139,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
         "overlap": overlap,
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
+        "inference_precision": precision,
         "n_clips": int(n_clips), "n_synthetic_volumes": int(len(synthetic) + category_clips.shape[0] * clip_length),
         "sampling_time_s": elapsed, "seconds_per_clip": elapsed / max(n_clips, 1),
         "synthetic_mean": float(synthetic[:, data.mask].mean()) if len(synthetic) else None,
