@@ -79,6 +79,8 @@ def report_inputs(wildcards):
         inputs["decoding"] = rules.decode.output.json.format(subject=subject)
         inputs["figure_decoding"] = rules.decode.output.figure.format(subject=subject)
         inputs["figure_confusion"] = rules.decode.output.figure_confusion.format(subject=subject)
+        inputs["evidence"] = rules.decode.output.evidence.format(subject=subject)
+        inputs["evidence_maps"] = rules.decode.output.evidence_maps.format(subject=subject)
     if config["stages"]["anomalies"]:
         inputs["auc"] = rules.score_auc.output.json.format(subject=subject)
         inputs["figure_roc"] = rules.score_auc.output.figure_roc.format(subject=subject)

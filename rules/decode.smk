@@ -11,6 +11,8 @@ rule decode:
         json="results/decode/{subject}/decoding.json",
         confusion="results/decode/{subject}/confusion_matrices.npz",
         table="results/decode/{subject}/decoding.tsv",
+        evidence="results/decode/{subject}/classifier_evidence.json",
+        evidence_maps="results/decode/{subject}/classifier_evidence.npz",
         figure=report(
             "results/decode/{subject}/decoding_accuracy.png",
             caption="../report/decoding_accuracy.rst",

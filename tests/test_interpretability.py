@@ -4,6 +4,7 @@ category-selective region is found; random attention and shuffled labels are not
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from modalmerge.analysis.attention import attention_selectivity, selectivity_maps
 
@@ -53,3 +54,76 @@ def test_shuffled_labels_destroy_the_match():
     result = attention_selectivity(attending + 0.01 * np.random.default_rng(3).random((3, 60)), X, shuffled, runs,
                                    [0, 1, 2], n_permutations=200)
     assert not result["category_specific"]["above_null_99th"]
+
+
+class CategoryMeanOracle(torch.nn.Module):
+    """The exact E[eps | x_t] for unit-variance Gaussian volumes around a mean that depends on the
+    frame's label (``means[label]``; the null label gets the mean of the category means)."""
+
+    def __init__(self, scheduler, means: torch.Tensor):
+        super().__init__()
+        self.scheduler = scheduler
+        self.null_label = len(means)
+        self.means = torch.cat([means, means.mean(0, keepdim=True)])
+
+    def forward(self, x_t, t, labels):
+        abar = self.scheduler.alphas_cumprod[t].float().reshape(-1, *[1] * (x_t.ndim - 1))
+        return (1 - abar).sqrt() * (x_t - abar.sqrt() * self.means[labels])
+
+
+def planted_blocks(n_blocks=48, clip_length=4, grid=(6, 5, 1), seed=0):
+    """Category c raises voxels 10c .. 10c+9 of a 30-voxel grid (3 categories): clips whose frames
+    are all one block, and training volumes with the same structure."""
+    rng = np.random.default_rng(seed)
+    means = np.zeros((3, int(np.prod(grid))), np.float32)
+    for c in range(3):
+        means[c, 10 * c:10 * c + 10] = 1.0
+    truth = np.arange(n_blocks) % 3
+    clips = (means[truth][:, None] + rng.normal(size=(n_blocks, clip_length, means.shape[1]))).astype(np.float32)
+    X, y, runs = planted(seed, n_voxels=means.shape[1], per_run=80)
+    return clips.reshape(n_blocks, clip_length, *grid), truth, torch.as_tensor(means.reshape(3, *grid)), X, y, runs
+
+
+def evidence_of_oracle(clips, truth, means, target, n_pairs, seed=0):
+    from modalmerge.analysis.attention import classifier_evidence_maps
+    from modalmerge.analysis.diffusion_decoding import DiffusionClassifier
+    from modalmerge.diffusion.gaussian import GaussianDiffusion
+    from modalmerge.diffusion.schedulers import Scheduler
+    scheduler = Scheduler(1000)
+    diffusion = GaussianDiffusion(CategoryMeanOracle(scheduler, means), scheduler, torch.ones(means.shape[1:]))
+    design = np.repeat(truth[:, None], clips.shape[1], axis=1)
+    classifier = DiffusionClassifier(diffusion, [0, 1, 2], n_pairs=n_pairs, seed=seed).fit()
+    errors, maps = classifier.pair_errors(clips, design, target, voxel_maps=True)
+    return classifier_evidence_maps(maps, truth, [0, 1, 2]), errors.mean(axis=2)
+
+
+def test_classifier_evidence_points_at_each_categorys_region_and_shuffled_labels_destroy_it():
+    clips, truth, means, X, y, runs = planted_blocks()
+    evidence, _ = evidence_of_oracle(clips, truth, means, np.ones(clips.shape[:2], bool), n_pairs=16)
+    assert evidence.shape == (3, 6, 5, 1)
+    flat = evidence.reshape(3, -1)
+    # Expected evidence 1 in a category's own region against 0.5 elsewhere (ratio 2: there the true
+    # label ties one of the two other candidates); over data seeds 0-4 the ratio measured 1.13-1.84 (the
+    # 16 pairs' noise is shared by all blocks), the category-specific Spearman 0.29-0.42 with p
+    # 0.005-0.025 (200 permutations), and with shuffled labels it stayed below the null's 99th
+    # percentile every time. Floors: ratio 1.05, p 0.05.
+    for c in range(3):
+        own = np.zeros(30, bool)
+        own[10 * c:10 * c + 10] = True
+        assert flat[c, own].mean() > 1.05 * flat[c, ~own].mean() > 0
+    found = attention_selectivity(flat, X, y, runs, [0, 1, 2], n_permutations=200)
+    assert found["category_specific"]["p_value"] < 0.05
+    shuffled = attention_selectivity(flat, X, np.random.default_rng(4).permutation(y), runs, [0, 1, 2], n_permutations=200)
+    assert not shuffled["category_specific"]["above_null_99th"]
+
+
+def test_classifier_evidence_sums_to_the_classifiers_margin():
+    """The map splits the classifier's decision exactly: its sum over voxels / mask size is the mean
+    block error of the other candidates minus the true category's."""
+    clips, truth, means, _, _, _ = planted_blocks(n_blocks=3)
+    target = np.zeros(clips.shape[:2], bool)
+    target[:, 1:3] = True  # the block is frames 1-2 of each clip
+    evidence, errors = evidence_of_oracle(clips, truth, means, target, n_pairs=3, seed=5)
+    others = (errors.sum(1) - errors[np.arange(3), truth]) / 2
+    margin = others - errors[np.arange(3), truth]
+    np.testing.assert_allclose(evidence.reshape(3, -1).sum(1) / means[0].numel(), margin, rtol=1e-4, atol=1e-6)

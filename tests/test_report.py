@@ -80,6 +80,7 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     assert f"model better on {realism['model_better']['gaussian_var1']} of 14 measures" in headline
     assert "Against the classical generator" in page
     assert "attention vs selectivity (Spearman)" in page  # the interpretability numbers, whatever they say
+    assert "classifier evidence vs selectivity (Spearman)" in page
 
 
 def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):

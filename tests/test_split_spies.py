@@ -97,13 +97,13 @@ def test_every_detector_is_calibrated_on_training_run_clips_only(tmp_path, prepa
 def test_the_diffusion_classifier_scores_held_out_blocks_only(prepared_slice, index, tiny_model, monkeypatch):
     from modalmerge.analysis import diffusion_decoding
     scored = []
-    original = diffusion_decoding.DiffusionClassifier.block_errors
+    original = diffusion_decoding.DiffusionClassifier.pair_errors
 
-    def spy(self, clips, design, target):
+    def spy(self, clips, design, target, **options):
         scored.append(clips)
-        return original(self, clips, design, target)
+        return original(self, clips, design, target, **options)
 
-    monkeypatch.setattr(diffusion_decoding.DiffusionClassifier, "block_errors", spy)
+    monkeypatch.setattr(diffusion_decoding.DiffusionClassifier, "pair_errors", spy)
     monkeypatch.setattr(decode_stage, "encoder_probe_decoding", lambda *a, **k: {"accuracy": 0.0})
     config = validate_config({"decode": {"n_permutations": 1, "nilearn_decoder": False, "diffusion_pairs": 1}})["decode"]
     monkeypatch.setattr(decode_stage, "classical_decoders", lambda: {})

@@ -79,6 +79,10 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
         for key in ("accuracy", "balanced_accuracy", "chance", "p_value", "fold_scores"):
             assert key in entry, (name, key)
     assert decoding["linear_svm"]["accuracy"] > 0.45  # real signal in the slice data, tiny model or not
+    evidence = json.loads((workflow_dir / "results/decode/sub001/classifier_evidence.json").read_text())
+    assert {"any_category", "category_specific"} <= set(evidence) and evidence["n_permutations"] == 1000
+    with np.load(workflow_dir / "results/decode/sub001/classifier_evidence.npz") as npz:
+        assert npz["maps"].shape == (8, 37, 19, 1) and np.isfinite(npz["maps"]).all()
     auc = json.loads((workflow_dir / "results/anomalies/sub001/auc.json").read_text())["detectors"]
     assert "diffusion" in auc and "zscore_smoothed" in auc
     for name, entry in auc.items():

@@ -1,4 +1,5 @@
-"""Interpretability: the trained model's attention on (noised) clips, through its public method."""
+"""Interpretability: the trained model's attention on (noised) clips and the diffusion classifier's
+per-voxel evidence, through the model's public methods, tested against univariate selectivity."""
 
 from __future__ import annotations
 
@@ -23,6 +24,28 @@ def attention_maps(diffusion, clips: np.ndarray, labels: np.ndarray, t: int = 10
     spatial, temporal = diffusion.network.attention_maps(x_t, t_batch, torch.as_tensor(labels, dtype=torch.long, device=device))
     spatial = spatial.cpu().numpy() * diffusion.mask.cpu().numpy()
     return spatial.astype(np.float32), temporal.cpu().numpy().astype(np.float32)
+
+
+def classifier_evidence_maps(error_maps: np.ndarray, truth: np.ndarray, categories) -> np.ndarray:
+    """Where the diffusion classifier finds each category: ``(n_categories, x, y, z)``.
+
+    ``error_maps`` ``(n_blocks, n_categories, x, y, z)``: each block's squared denoising error per voxel
+    with every candidate label (:meth:`~.diffusion_decoding.DiffusionClassifier.pair_errors` with
+    ``voxel_maps``); ``truth`` the blocks' categories. A block's evidence map is the mean error of the
+    other candidates minus the true one's: summed over the mask and divided by its size it is the
+    classifier's mean score margin of the true category over the others, so the map splits the
+    classifier's decision exactly over voxels. Maps are averaged over the blocks of each category
+    (0 where a category has no block).
+    """
+    categories = list(categories)
+    evidence = []
+    for errors, label in zip(error_maps, truth):
+        k = categories.index(int(label))
+        others = np.delete(errors, k, axis=0).mean(axis=0)
+        evidence.append(others - errors[k])
+    evidence = np.array(evidence)
+    return np.stack([evidence[truth == c].mean(0) if np.any(truth == c) else np.zeros(error_maps.shape[2:])
+                     for c in categories]).astype(np.float32)
 
 
 def selectivity_maps(X: np.ndarray, y: np.ndarray, categories) -> tuple[np.ndarray, np.ndarray]:

@@ -53,13 +53,19 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
         return self.pair_errors(clips, design, target).mean(axis=2)
 
     @torch.no_grad()
-    def pair_errors(self, clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def pair_errors(self, clips: np.ndarray, design: np.ndarray, target: np.ndarray, voxel_maps: bool = False):
         """Denoising errors per pair ``(n_blocks, n_categories, n_pairs)`` (accuracy against the number
-        of pairs, or a timestep weighting, can be read from them without running the model again)."""
+        of pairs, or a timestep weighting, can be read from them without running the model again).
+
+        With ``voxel_maps``, also the squared error of every voxel ``(n_blocks, n_categories, x, y, z)``
+        averaged over the block's frames and the pairs: summed over the mask and divided by its size,
+        each map is that block's error for that candidate (see :func:`.attention.classifier_evidence_maps`)."""
         check_is_fitted(self, "classes_")
         device = self.diffusion.mask.device
         t, noise = self.pairs(clips.shape[1:])
         errors = np.zeros((len(clips), len(self.classes_), self.n_pairs))
+        maps = np.zeros((len(clips), len(self.classes_), *clips.shape[2:])) if voxel_maps else None
+        n_voxels = self.diffusion.mask.sum()
         jobs = [(b, c, p) for b in range(len(clips)) for c in range(len(self.classes_)) for p in range(self.n_pairs)]
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start:start + self.batch_size]
@@ -69,12 +75,18 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
             frames = torch.as_tensor(target)[b_idx]
             for row, (_, c, _) in enumerate(chunk):
                 labels[row, frames[row]] = int(self.classes_[c])
-            per_frame = self.diffusion.denoising_error(torch.as_tensor(clips)[b_idx].to(device), labels.to(device),
-                                                       t[p_idx].to(device), noise[p_idx].to(device))
+            squared = self.diffusion.denoising_error_map(torch.as_tensor(clips)[b_idx].to(device), labels.to(device),
+                                                         t[p_idx].to(device), noise[p_idx].to(device))
+            per_frame = squared.flatten(2).sum(2) / n_voxels  # = diffusion.denoising_error
             per_clip = (per_frame.cpu() * frames).sum(1) / frames.sum(1)
+            if voxel_maps:
+                weights = frames / frames.sum(1, keepdim=True)
+                per_voxel = (squared.float().cpu() * weights[(...,) + (None,) * (squared.ndim - 2)]).sum(1).numpy()
             for row, (b, c, p) in enumerate(chunk):
                 errors[b, c, p] = float(per_clip[row])
-        return errors
+                if voxel_maps:
+                    maps[b, c] += per_voxel[row] / self.n_pairs
+        return (errors, maps) if voxel_maps else errors
 
     def predict_blocks(self, clips, design, target) -> np.ndarray:
         return self.classes_[self.block_errors(clips, design, target).argmin(axis=1)]
@@ -91,17 +103,22 @@ def block_samples(clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> 
 
 
 def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, train_runs, rest_id: int,
-                                  clip_length: int, n_pairs: int, n_permutations: int, seed: int) -> dict:
+                                  clip_length: int, n_pairs: int, n_permutations: int, seed: int,
+                                  voxel_maps: bool = False):
     """The diffusion classifier on every stimulus block of the held-out runs, scored like the others.
 
     No refit exists for a pretrained generative classifier, so the null shuffles the held-out block
-    labels within runs against the fixed predictions.
+    labels within runs against the fixed predictions. With ``voxel_maps``, returns ``(result,
+    (error maps (n_blocks, n_categories, x, y, z), true categories (n_blocks,)))`` (no extra forward
+    passes: the maps are the errors the classifier compares, kept per voxel).
     """
     blocks = [b for b in stimulus_blocks(label_ids, runs, rest_id) if b[0] in test_runs]
     clips, design, target = block_clips(X, label_ids, runs, blocks, clip_length, rest_id)
     categories = list(range(rest_id))
     classifier = DiffusionClassifier(diffusion, categories, n_pairs, seed=seed).fit()
-    predicted = classifier.predict_blocks(clips, design, target)
+    errors, maps = classifier.pair_errors(clips, design, target, voxel_maps=True) if voxel_maps else \
+        (classifier.pair_errors(clips, design, target), None)
+    predicted = classifier.classes_[errors.mean(axis=2).argmin(axis=1)]
     truth = np.array([b[3] for b in blocks])
     block_runs = np.array([b[0] for b in blocks])
     result = score(truth, predicted, categories, block_runs)
@@ -113,7 +130,7 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
                    "train_runs": train_runs, "test_runs": test_runs,
                    "note": "no refit exists for a pretrained generative classifier; the null shuffles the held-out "
                            "block labels within runs against the fixed predictions"})
-    return result
+    return (result, (maps, truth)) if voxel_maps else result
 
 
 def encoder_features(diffusion, X: np.ndarray, runs: np.ndarray, clip_length: int, t: int = 50,

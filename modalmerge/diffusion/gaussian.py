@@ -198,7 +198,12 @@ class GaussianDiffusion(nn.Module):
     def denoising_error(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Masked mean squared error of the network's output against its target, per frame: ``(B, T)``
         (no loss weighting; what a diffusion classifier compares between candidate labels)."""
+        return self.denoising_error_map(x0, labels, t, noise).flatten(2).sum(2) / self.mask.sum()
+
+    @torch.no_grad()
+    def denoising_error_map(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Squared error of the network's output against its target per voxel, 0 outside the mask:
+        the shape of ``x0`` (:meth:`denoising_error` is its per-frame mean over the mask)."""
         x_t = self.scheduler.add_noise(x0, noise, t)
         prediction = self.network(x_t, t, labels)
-        squared = (prediction - self.scheduler.target(x0, noise, t)) ** 2 * self.mask
-        return squared.flatten(2).sum(2) / self.mask.sum()
+        return (prediction - self.scheduler.target(x0, noise, t)) ** 2 * self.mask

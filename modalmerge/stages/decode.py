@@ -12,6 +12,7 @@ import torch
 
 from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_average, classical_decoders,
                                  heldout_split_decoding, leave_one_run_out, linear_svm)
+from ..analysis.attention import attention_selectivity, classifier_evidence_maps
 from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder_probe_decoding
 from ..atomic import atomic_file
 from ..data.dataset import PreparedData
@@ -43,10 +44,11 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
 
 
 def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config: dict, device: str = "cpu",
-                    threads: int = 1, precision: str = "float32"):
+                    threads: int = 1, precision: str = "float32", evidence: dict | None = None):
     """Run every decoder on loaded prepared data; return ``(results_by_decoder, timings)``. The
     diffusion classifier's forward passes run in ``precision``
-    (:func:`~modalmerge.runtime.inference_precision`), the encoder probe's in float32."""
+    (:func:`~modalmerge.runtime.inference_precision`), the encoder probe's in float32. A dict passed
+    as ``evidence`` receives the classifier's per-voxel evidence (see :func:`classifier_evidence`)."""
     torch.set_num_threads(usable_threads(threads))
     device = choose_device(device)
     precision = inference_precision(device, precision)
@@ -85,8 +87,11 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
 
         def classify():
             with model_autocast(device, precision):
-                result = diffusion_classifier_decoding(diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs,
-                                                       data.rest_id, clip_length, config["diffusion_pairs"], n_perm, seed)
+                result, (maps, truth) = diffusion_classifier_decoding(
+                    diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
+                    config["diffusion_pairs"], n_perm, seed, voxel_maps=True)
+            if evidence is not None:
+                evidence.update(classifier_evidence(maps, truth, categories, X, y, runs, train_runs, data.mask, seed))
             return {**result, "inference_precision": precision}
         run("diffusion_classifier", classify)
         run("diffusion_encoder_features", lambda: encoder_probe_decoding(
@@ -99,6 +104,20 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
             X, y, runs, train_runs, test_runs, categories, syn_X, syn_y, config["augmentation_fractions"],
             config["augmentation_fraction"], n_perm, seed, jobs))
     return results, timings
+
+
+def classifier_evidence(maps, truth, categories, X, y, runs, train_runs, mask, seed: int) -> dict:
+    """The diffusion classifier's evidence per voxel and category (held-out blocks; an exact split of
+    its decisions, :func:`~modalmerge.analysis.attention.classifier_evidence_maps`) and whether it points
+    at the training runs' category-selective voxels beyond a shuffled-label null."""
+    maps = classifier_evidence_maps(maps, truth, categories)
+    train = np.isin(runs, train_runs)
+    test = attention_selectivity(maps[:, mask], X[train], y[train], runs[train], categories, seed=seed)
+    test["note"] = ("evidence = per voxel, the mean denoising error of the other candidate categories minus the "
+                    "true category's, on the held-out runs' blocks (summed over voxels: the classifier's margin); "
+                    "selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
+                    "shuffled within runs")
+    return {"maps": maps, "selectivity": test}
 
 
 def write_decoding_outputs(results: dict, timings: dict, class_names, out: dict) -> None:
@@ -123,11 +142,26 @@ def write_decoding_outputs(results: dict, timings: dict, class_names, out: dict)
         plot_confusion_matrices(results, class_names, tmp)
 
 
+def write_evidence(evidence: dict, data: PreparedData, out: dict) -> None:
+    """``out["evidence"]`` (JSON: the selectivity test, or why there is none) and ``out["evidence_maps"]``
+    (NPZ: ``maps`` (n_categories, x, y, z) on the prepared grid, ``mask``, ``class_names``; empty when the
+    classifier did not run)."""
+    with atomic_file(out["evidence"]) as tmp:
+        tmp.write_text(json.dumps(evidence.get("selectivity") or {"not_run": "the diffusion classifier did not run "
+                                                                              "(decode.diffusion: false)"}, indent=2))
+    with atomic_file(out["evidence_maps"]) as tmp:
+        np.savez_compressed(tmp, maps=evidence.get("maps", np.zeros((0, *data.mask.shape), np.float32)), mask=data.mask,
+                            class_names=np.array(data.category_names))
+
+
 def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, out: dict, device: str = "cpu",
                  threads: int = 1, precision: str = "float32") -> dict:
     """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
     :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
     data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
-    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision)
+    evidence = {}
+    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision, evidence)
     write_decoding_outputs(results, timings, data.category_names, out)
+    if "evidence" in out:
+        write_evidence(evidence, data, out)
     return {name: round(result["accuracy"], 3) for name, result in results.items()}

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, fmt, img, load_json, not_run,
-                          png_file_to_base64, table, training_figure)
+from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img, load_json,
+                          not_run, png_file_to_base64, selectivity_table, table, training_figure)
 from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
@@ -190,7 +190,8 @@ def anomalies_section(auc, inputs: dict) -> list[str]:
 
 
 def interpretability_section(inputs: dict, volumes_path) -> list[str]:
-    """Spatial and temporal attention maps per category."""
+    """Spatial and temporal attention maps per category, the diffusion classifier's evidence maps, and
+    whether either points at category-selective voxels."""
     parts = ['<h2 id="interpretability">Interpretability</h2>']
     spatial, temporal = attention_figures(inputs.get("attention_nifti", ""), inputs.get("attention_temporal", ""), volumes_path) \
         if inputs.get("attention_nifti") else (None, None)
@@ -199,25 +200,18 @@ def interpretability_section(inputs: dict, volumes_path) -> list[str]:
                          "bottleneck (mean over frames), per category, upsampled to the volume grid.", "spatial attention"))
         parts.append(img(temporal, "Temporal attention: the temporal transformer's T x T weights (rows: query frame), "
                          "averaged over locations, per category.", "temporal attention"))
-        parts.extend(selectivity_table(load_json(inputs.get("interpretability"))))
+        parts.extend(selectivity_table(load_json(inputs.get("interpretability")), "attention"))
     else:
         parts.append(not_run("sample"))
+    evidence = load_json(inputs.get("evidence"))
+    if evidence and "not_run" not in evidence:
+        parts.append(img(evidence_figure(inputs["evidence_maps"]), "Diffusion classifier evidence per category: per "
+                         "voxel, the other candidates' mean denoising error minus the true category's on the held-out "
+                         "blocks (red: the true label helps; summed, the classifier's margin).", "classifier evidence"))
+        parts.extend(selectivity_table(evidence, "classifier evidence"))
+    else:
+        parts.append(not_run("decode (diffusion classifier)"))
     return parts
-
-
-def selectivity_table(result) -> list[str]:
-    """Whether the attention points at category-selective voxels, against the shuffled-label null."""
-    if not result:
-        return []
-    rows = [[name.replace("_", " "), entry["spearman"], entry["null_99th_percentile"], entry["p_value"],
-             "yes" if entry["above_null_99th"] else "no"]
-            for name, entry in result.items() if isinstance(entry, dict)]
-    verdict = ("The attention maps point at category-selective voxels beyond the shuffled-label null."
-               if any(row[-1] == "yes" for row in rows) else
-               "The attention maps do not carry category information: neither correlation exceeds the 99th "
-               "percentile of the shuffled-label null.")
-    return [table(rows, ["attention vs selectivity (Spearman)", "observed", "null 99th percentile", "p", "above null"]),
-            f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations).</p>"]
 
 
 def provenance_section(prov: dict, seeds: dict, config: dict) -> list[str]:

@@ -178,3 +178,36 @@ def attention_figures(attention_nifti, attention_temporal, volumes_path) -> tupl
         ax.set_yticks([])
     axes[0, 0].set_ylabel("query frame", fontsize=6)
     return spatial_b64, figure_to_base64(fig)
+
+
+def evidence_figure(evidence_npz) -> str | None:
+    """The diffusion classifier's evidence map of every category (one slice), on one symmetric scale."""
+    from .figures import orthogonal_slices
+    with np.load(evidence_npz) as npz:
+        maps, names = npz["maps"], npz["class_names"]
+    if not len(maps):
+        return None
+    limit = max(float(np.abs(maps).max()), 1e-12)
+    fig, axes = plt.subplots(1, len(maps), figsize=(1.4 * len(maps), 2.2), squeeze=False)
+    for ax, volume, name in zip(axes[0], maps, names):
+        ax.imshow(orthogonal_slices(volume)[0], cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
+        ax.set_title(str(name), fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure_to_base64(fig)
+
+
+def selectivity_table(result, what: str) -> list[str]:
+    """Whether ``what`` (attention, classifier evidence) points at category-selective voxels, against
+    the shuffled-label null."""
+    if not result:
+        return []
+    rows = [[name.replace("_", " "), entry["spearman"], entry["null_99th_percentile"], entry["p_value"],
+             "yes" if entry["above_null_99th"] else "no"]
+            for name, entry in result.items() if isinstance(entry, dict)]
+    verdict = (f"The {what} maps point at category-selective voxels beyond the shuffled-label null."
+               if any(row[-1] == "yes" for row in rows) else
+               f"The {what} maps do not carry category information: neither correlation exceeds the 99th "
+               "percentile of the shuffled-label null.")
+    return [table(rows, [f"{what} vs selectivity (Spearman)", "observed", "null 99th percentile", "p", "above null"]),
+            f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations).</p>"]
