@@ -86,6 +86,17 @@ def test_the_gpu_overlay_is_a_valid_config_over_the_default():
     assert config["train"]["validation_runs"] == [9] and config["model"]["channels"] == base["model"]["channels"]
 
 
+@pytest.mark.parametrize("variants", sorted(p.name for p in (REPO / "bench").glob("ablation*.yaml")))
+def test_every_ablation_variant_is_a_valid_config_over_the_default(variants):
+    """A variant that fails validation would only be found on a lent GPU, minutes into its budget."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    overlays = yaml.safe_load((REPO / "bench" / variants).read_text())
+    assert overlays
+    for name, overlay in overlays.items():
+        overlay = {k: v for k, v in (overlay or {}).items() if k != "reuse_model_of"}
+        validate_config(merge_config(base, overlay))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"sample": {"overlap": 8}}, "sample.overlap"),
     ({"train": {"validation_runs": [11]}}, "train.validation_runs"),
