@@ -38,12 +38,8 @@ def classifier_evidence_maps(error_maps: np.ndarray, truth: np.ndarray, categori
     (0 where a category has no block).
     """
     categories = list(categories)
-    evidence = []
-    for errors, label in zip(error_maps, truth):
-        k = categories.index(int(label))
-        others = np.delete(errors, k, axis=0).mean(axis=0)
-        evidence.append(others - errors[k])
-    evidence = np.array(evidence)
+    true = error_maps[np.arange(len(truth)), [categories.index(int(label)) for label in truth]]
+    evidence = (error_maps.sum(axis=1) - true) / (len(categories) - 1) - true
     return np.stack([evidence[truth == c].mean(0) if np.any(truth == c) else np.zeros(error_maps.shape[2:])
                      for c in categories]).astype(np.float32)
 

@@ -79,13 +79,12 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
                                                          t[p_idx].to(device), noise[p_idx].to(device))
             per_frame = squared.flatten(2).sum(2) / n_voxels  # = diffusion.denoising_error
             per_clip = (per_frame.cpu() * frames).sum(1) / frames.sum(1)
+            b_np, c_np, p_np = (np.array(part) for part in zip(*chunk))
+            errors[b_np, c_np, p_np] = per_clip.double().numpy()
             if voxel_maps:
                 weights = frames / frames.sum(1, keepdim=True)
                 per_voxel = (squared.float().cpu() * weights[(...,) + (None,) * (squared.ndim - 2)]).sum(1).numpy()
-            for row, (b, c, p) in enumerate(chunk):
-                errors[b, c, p] = float(per_clip[row])
-                if voxel_maps:
-                    maps[b, c] += per_voxel[row] / self.n_pairs
+                np.add.at(maps, (b_np, c_np), per_voxel / self.n_pairs)
         return (errors, maps) if voxel_maps else errors
 
     def predict_blocks(self, clips, design, target) -> np.ndarray:
@@ -116,8 +115,8 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
     clips, design, target = block_clips(X, label_ids, runs, blocks, clip_length, rest_id)
     categories = list(range(rest_id))
     classifier = DiffusionClassifier(diffusion, categories, n_pairs, seed=seed).fit()
-    errors, maps = classifier.pair_errors(clips, design, target, voxel_maps=True) if voxel_maps else \
-        (classifier.pair_errors(clips, design, target), None)
+    found = classifier.pair_errors(clips, design, target, voxel_maps=voxel_maps)
+    errors, maps = found if voxel_maps else (found, None)
     predicted = classifier.classes_[errors.mean(axis=2).argmin(axis=1)]
     truth = np.array([b[3] for b in blocks])
     block_runs = np.array([b[0] for b in blocks])

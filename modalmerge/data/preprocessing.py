@@ -157,7 +157,7 @@ def preprocess(dataset: Dataset, mask: str = "auto", detrend: bool = True, stand
     kept = [r for r in dataset.runs if r not in (exclude_runs or [])]
     split = RunSplit.from_config(dataset.runs, list(test_runs if test_runs is not None else kept[-3:]), n_folds,
                                  exclude_runs)
-    runs = [r for r in dataset.runs if r not in split.excluded_runs]
+    runs = kept  # exclude_runs checked against the data by the split
     bolds = [load_nifti(dataset.bold_path(r), ndim=4, what=f"BOLD of run {r}") for r in runs]
 
     normalizer = VolumeNormalizer(mask_img, detrend, standardize, drop_constant_voxels, dataset.tr).fit(bolds, runs)

@@ -87,11 +87,13 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
 
         def classify():
             with model_autocast(device, precision):
-                result, (maps, truth) = diffusion_classifier_decoding(
+                found = diffusion_classifier_decoding(
                     diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
-                    config["diffusion_pairs"], n_perm, seed, voxel_maps=True)
-            if evidence is not None:
-                evidence.update(classifier_evidence(maps, truth, categories, X, y, runs, train_runs, data.mask, seed))
+                    config["diffusion_pairs"], n_perm, seed, voxel_maps=evidence is not None)
+            if evidence is None:  # the per-voxel bookkeeping only when someone keeps the maps
+                return {**found, "inference_precision": precision}
+            result, (maps, truth) = found
+            evidence.update(classifier_evidence(maps, truth, categories, X, y, runs, train_runs, data.mask, seed))
             return {**result, "inference_precision": precision}
         run("diffusion_classifier", classify)
         run("diffusion_encoder_features", lambda: encoder_probe_decoding(
