@@ -55,6 +55,12 @@ def test_refit_null_uses_the_shared_factorisation_and_keeps_the_shuffles():
     slow = refit_null(pipeline, X, y, runs, X_test, y_test, 12, np.random.default_rng(5))
     assert fast == slow
 
+    class NoRefit(StandardRidgeClassifierCV):
+        def fit(self, X, y):
+            raise AssertionError("refit_null refitted instead of using the shared factorisation")
+
+    assert refit_null(NoRefit(alphas=(1.0, 100.0)), X, y, runs, X_test, y_test, 12, np.random.default_rng(5)) == fast
+
 
 def test_label_sets_with_different_classes_are_refused():
     X, y, runs, X_test, _ = problem(3)
