@@ -13,6 +13,7 @@ import torch
 from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_average, classical_decoders,
                                  heldout_split_decoding, leave_one_run_out, linear_svm)
 from ..analysis.attention import attention_selectivity, classifier_evidence_maps
+from ..analysis.learning_curve import GeneratorSynthesiser, run_subsets, scarce_data_curve
 from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder_probe_decoding
 from ..atomic import atomic_file
 from ..data.dataset import PreparedData
@@ -122,12 +123,44 @@ def classifier_evidence(maps, truth, categories, X, y, runs, train_runs, mask, s
     return {"maps": maps, "selectivity": test}
 
 
-def write_decoding_outputs(results: dict, timings: dict, class_names, out: dict) -> None:
-    """``out`` keys: ``json`` (decoding.json), ``confusion`` (NPZ), ``table`` (TSV), ``figure``, ``figure_confusion``."""
+def learning_curve_subsets(data: PreparedData, config: dict) -> list[tuple[int, ...]]:
+    """The training-run subsets of the learning curve: ``decode.learning_curve_repeats`` per size in
+    ``decode.learning_curve_sizes``, and the full training set."""
+    sizes = [*config["learning_curve_sizes"], len(data.train_runs)]
+    return run_subsets(data.train_runs, sizes, config["learning_curve_repeats"], config["seed"])
+
+
+def learning_curve(data: PreparedData, config: dict, threads: int = 1) -> dict:
+    """The linear SVM on 1, 2, 3, ... training runs, with and without synthetic runs of the classical
+    generator fitted on those runs only (``bench/learning_curve.py`` adds diffusion models trained on
+    the same subsets); scored on the held-out runs."""
+    X = data.X[:, data.mask]
+    train = np.isin(data.runs, data.train_runs)
+    synthesise = GeneratorSynthesiser(X[train], data.label_ids[train], data.runs[train],
+                                      config["learning_curve_synthetic_runs_per_run"], config["seed"])
+    started = time.perf_counter()
+    curve = scarce_data_curve(X, data.label_ids, data.runs, data.test_runs, data.categories,
+                              learning_curve_subsets(data, config), synthesise, n_jobs=usable_threads(threads))
+    curve.update({
+        "decoder": "linear_svm", "generator": "gaussian_var1",
+        "synthetic_runs_per_run": config["learning_curve_synthetic_runs_per_run"],
+        "runtime_s": time.perf_counter() - started,
+        "note": ("per-volume linear SVM trained on the category volumes of random subsets of the training runs "
+                 "(real), on those plus synthetic runs that follow each chosen run's design from the classical "
+                 "generator (category means + voxelwise AR(1), Ledoit-Wolf innovations) fitted on the chosen runs "
+                 "only (augmented), and on the synthetic runs alone; accuracy on the held-out runs; gain = "
+                 "augmented - real, mean and sd over the subsets of each size (at the full size only the "
+                 "generator's seed varies)")})
+    return curve
+
+
+def write_decoding_outputs(results: dict, timings: dict, class_names, out: dict, extra: dict | None = None) -> None:
+    """``out`` keys: ``json`` (decoding.json), ``confusion`` (NPZ), ``table`` (TSV), ``figure``,
+    ``figure_confusion``; ``extra`` (e.g. ``learning_curve``) goes into decoding.json beside the decoders."""
     for name, seconds in timings.items():
         results[name]["runtime_s"] = seconds
     with atomic_file(out["json"]) as tmp:
-        tmp.write_text(json.dumps({"class_names": list(class_names), "decoders": results}, indent=2))
+        tmp.write_text(json.dumps({"class_names": list(class_names), "decoders": results, **(extra or {})}, indent=2))
     with atomic_file(out["confusion"]) as tmp:
         np.savez_compressed(tmp, class_names=np.array(class_names),
                             **{name: np.array(r["confusion_matrix"]) for name, r in results.items()})
@@ -161,9 +194,12 @@ def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, ou
     """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
     :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
     data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
+    if config["learning_curve"]:
+        learning_curve_subsets(data, config)  # sizes that do not fit the split fail here, before any decoder runs
     evidence = {}
     results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision, evidence)
-    write_decoding_outputs(results, timings, data.category_names, out)
+    extra = {"learning_curve": learning_curve(data, config, threads)} if config["learning_curve"] else {}
+    write_decoding_outputs(results, timings, data.category_names, out, extra)
     if "evidence" in out:
         write_evidence(evidence, data, out)
     return {name: round(result["accuracy"], 3) for name, result in results.items()}

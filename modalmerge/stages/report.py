@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img, load_json,
+from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img,
+                          learning_curve_parts, load_json,
                           not_run, png_file_to_base64, selectivity_table, table, training_figure)
 from .report_summary import headline, provenance, realism_against_generators
 
@@ -169,6 +170,7 @@ def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:
         parts.append(img(png_file_to_base64(figure_decoding), "Held-out accuracy per decoder with chance and the "
                          "95th percentile of each permutation null.", "decoding accuracy"))
         parts.append(img(png_file_to_base64(figure_confusion), "Row-normalised confusion matrices.", "confusion matrices"))
+        parts.extend(learning_curve_parts(decoding.get("learning_curve")))
     else:
         parts.append(not_run("decode"))
     return parts

@@ -211,3 +211,28 @@ def selectivity_table(result, what: str) -> list[str]:
                "percentile of the shuffled-label null.")
     return [table(rows, [f"{what} vs selectivity (Spearman)", "observed", "null 99th percentile", "p", "above null"]),
             f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations).</p>"]
+
+
+def learning_curve_parts(curve: dict | None) -> list[str]:
+    """The learning curve of ``decoding.json``: held-out accuracy against the number of real training
+    runs, with and without synthetic runs (mean ± sd over run subsets), figure and table."""
+    if not curve:
+        return []
+    sizes = sorted(curve["by_size"], key=int)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for key, label in (("real", "real runs only"), ("augmented", "real + synthetic"), ("synthetic_only", "synthetic only")):
+        means = [curve["by_size"][k][key]["mean"] for k in sizes]
+        sds = [curve["by_size"][k][key]["sd"] for k in sizes]
+        ax.errorbar([int(k) for k in sizes], means, yerr=sds, marker="o", capsize=3, label=label)
+    ax.axhline(curve["chance"], color="grey", linestyle=":", label="chance")
+    ax.set_xlabel("real training runs")
+    ax.set_ylabel("held-out accuracy")
+    ax.legend(fontsize=7)
+    rows = [[k, curve["by_size"][k]["n_subsets"]]
+            + [f"{fmt(curve['by_size'][k][key]['mean'])} ± {fmt(curve['by_size'][k][key]['sd'])}"
+               for key in ("real", "augmented", "gain", "synthetic_only")] for k in sizes]
+    return ["<h3>Learning curve: does synthetic data help when real data is scarce?</h3>",
+            img(figure_to_base64(fig), f"{curve['decoder']} on held-out runs {curve['test_runs']}; synthetic runs from "
+                f"{curve['generator']} fitted on the chosen runs only; mean ± sd over run subsets.", "learning curve"),
+            table(rows, ["real runs", "subsets", "real only", "real + synthetic", "gain", "synthetic only"]),
+            f"<p>{html.escape(curve.get('note', ''))}.</p>"]

@@ -115,6 +115,7 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
     n_params = sum(p.numel() for p in diffusion.network.parameters())
     summary.update({
         "device": str(device), "threads": torch.get_num_threads(), "processes": context.world_size,
+        "training_precision": "bfloat16" if trainer.use_amp else "float32",
         "parameters": n_params,
         "n_training_clips": int(len(clips)), "train_runs": model_runs, "test_runs": split.test_runs,
         "validation_runs": validation_runs,

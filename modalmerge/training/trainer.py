@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..diffusion.checkpoints import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint_atomic
 from ..diffusion.gaussian import GaussianDiffusion
+from ..runtime import native_bfloat16
 from .distributed import DistributedContext
 from .guard import AncestorWatch
 from .log import TrainingLog
@@ -142,7 +143,10 @@ class Trainer:
         self.elapsed = 0.0
         self.log_rows: list[list[float]] = []
         self.fingerprint = config_fingerprint(metadata["config"])
-        self.use_amp = self.device.type == "cuda" and train_config["mixed_precision"]
+        # bf16 autocast: on CUDA by default; on a CPU only when asked and computed natively there
+        self.use_amp = ((self.device.type == "cuda" and train_config["mixed_precision"])
+                        or (self.device.type == "cpu" and train_config.get("cpu_mixed_precision", False)
+                            and native_bfloat16(self.device)))
         self.watch = watch
         self.last_watch = time.monotonic()
 
@@ -226,7 +230,7 @@ class Trainer:
         self.try_resume()
         self.diffusion.train()
         write_log = TrainingLog(log_path if self.context.is_main else None, self.log_rows)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_amp else nullcontext()
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         running, count = 0.0, 0
         while self.step < cfg["steps"]:
