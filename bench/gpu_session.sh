@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU work of one lent session, run on the device machine from the repository root:
 #   1. bench/ablation.py: 4 variants x seeds 0 1 2, 9 workflows at a time on one GPU;
-#   2. the default workflow end to end, cold (data cached), snakemake --cores $(nproc).
+#   2. (LEARNING_CURVE_S > 0) bench/learning_curve.py: diffusion models trained on 1 and 3 runs, seeds 0-2;
+#   3. the default workflow end to end, cold (data cached), snakemake --cores $(nproc).
 # Needs the wheels in .whl (packages the machine lacks) and the data archive in gpu_cache/.
-# Writes $OUT/ablation.tgz, $OUT/end_to_end.tgz and $OUT/log.txt.
+# Writes $OUT/ablation.tgz, $OUT/learning_curve.tgz, $OUT/end_to_end.tgz and $OUT/log.txt.
 set -u
 cd "$(dirname "$0")/.."
 [ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -17,6 +18,14 @@ python3 bench/ablation.py --variants "${VARIANTS:-bench/ablation.yaml}" --seeds 
     --configfile "${CONFIGFILE:-config.yaml}"
 (cd /tmp && find ablation \( -name '*.json' -o -name '*.md' -o -name '*.tsv' -o -name 'snakemake.log' -o -name 'config.yaml' \) \
     -not -path '*/results/data/*' -print0 | tar czf "$OUT/ablation.tgz" --null -T -)
+if [ "${LEARNING_CURVE_S:-0}" -gt 0 ]; then
+  started=$(date +%s)
+  timeout "$LEARNING_CURVE_S" python3 bench/learning_curve.py --sizes 1 3 --seeds 0 1 2 --parallel 6 --cores 2 \
+      --out /tmp/learning_curve --configfile "${CONFIGFILE:-config.yaml}"
+  echo "learning curve exit $? after $(( $(date +%s) - started )) s"
+  (cd /tmp && find learning_curve \( -name '*.json' -o -name '*.md' -o -name 'snakemake.log' \) -not -path '*/results/data/*' \
+      -print0 | tar czf "$OUT/learning_curve.tgz" --null -T -)
+fi
 [ "${END_TO_END_S:-200}" -gt 0 ] || exit 0
 started=$(date +%s)
 timeout "${END_TO_END_S:-200}" python3 bench/end_to_end.py --cores "$(nproc)" --out /tmp/e2e --configfile "${CONFIGFILE:-config.yaml}"

@@ -85,3 +85,29 @@ def test_subsets_are_distinct_per_size_and_sizes_beyond_the_training_runs_are_re
     assert all(set(s) <= {1, 2, 3, 4, 5} for s in subsets)
     with pytest.raises(ModalMergeInputError, match="decode.learning_curve_sizes"):
         run_subsets([1, 2, 3], [1, 4], repeats=2, seed=0)
+
+
+@pytest.mark.slow
+def test_the_diffusion_learning_curve_trains_each_model_on_its_subset_only(tmp_path):
+    """bench/learning_curve.py with a tiny model: one training per (size, seed) on that subset's runs
+    only, scored on the held-out runs beside the classical generator with the same label sequences."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import REPO
+    from test_workflow import tiny_config
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+    subprocess.run([sys.executable, str(REPO / "bench/learning_curve.py"), "--configfile", str(tmp_path / "tiny.yaml"),
+                    "--sizes", "2", "--seeds", "0", "--out", str(tmp_path / "out"), "--cores", "2"], check=True, timeout=900)
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    subset = summary["2"]["runs"][0]["subset"]
+    assert len(subset) == 2 and set(subset) <= set(range(1, 10))
+    trained = json.loads((tmp_path / "out/2-runs/seed-0/results/model/sub001/training_summary.json").read_text())
+    assert trained["train_runs"] == subset and trained["test_runs"] == [10, 11, 12]
+    for name in ("diffusion", "gaussian_var1"):
+        row = summary["2"]["runs"][0][name]
+        assert row["runs"] == subset and row["n_synthetic"] > 0
+        assert abs(row["gain"] - (row["augmented"] - row["real"])) < 1e-12
+    assert summary["2"]["runs"][0]["diffusion"]["real"] == summary["2"]["runs"][0]["gaussian_var1"]["real"]
