@@ -70,6 +70,10 @@ def _check_across_keys(config: dict) -> None:
         raise ModalMergeInputError(
             f"config key 'sample.overlap': {sample['overlap']} frames carried over leaves nothing new in a clip of "
             f"model.clip_length {model['clip_length']}; use 0..{model['clip_length'] - 1}.")
+    if sample.get("variance") == "large" and sample.get("eta", 1.0) != 1:
+        raise ModalMergeInputError(
+            f"config key 'sample.variance': 'large' is ancestral sampling with variance beta (eta 1), but sample.eta is "
+            f"{sample['eta']}; set sample.eta: 1.0 or sample.variance: small.")
     test_runs = set(config.get("prep", {}).get("split", {}).get("test_runs") or [])
     if test_runs & set(train.get("validation_runs") or []):
         raise ModalMergeInputError(

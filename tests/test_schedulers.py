@@ -119,8 +119,13 @@ def chain_variance(sampler: DDIMScheduler, data_std: float) -> float:
         ab_t, ab_p = abar[t].item(), abar[prev].item() if prev >= 0 else 1.0
         c = math.sqrt(1 - ab_t) / (ab_t * data_std ** 2 + 1 - ab_t)          # eps_hat = c x_t
         x0_coefficient = (1 - math.sqrt(1 - ab_t) * c) / math.sqrt(ab_t)     # x0_hat = x0_coefficient x_t
-        sigma = sampler.eta * math.sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p))
-        a = math.sqrt(ab_p) * x0_coefficient + math.sqrt(max(1 - ab_p - sigma ** 2, 0.0)) * c
+        if getattr(sampler, "variance", "small") == "large":  # posterior mean, then noise of variance beta
+            beta = 1 - ab_t / ab_p
+            a = math.sqrt(ab_p) * beta / (1 - ab_t) * x0_coefficient + math.sqrt(1 - beta) * (1 - ab_p) / (1 - ab_t)
+            sigma = math.sqrt(beta) if prev >= 0 else 0.0
+        else:
+            sigma = sampler.eta * math.sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p))
+            a = math.sqrt(ab_p) * x0_coefficient + math.sqrt(max(1 - ab_p - sigma ** 2, 0.0)) * c
         variance = a ** 2 * variance + sigma ** 2
     return variance
 
@@ -148,3 +153,35 @@ def test_fifty_ancestral_steps_under_disperse_even_with_an_exact_denoiser():
     data's missing variance is the sampler's, not the model's."""
     sampler = make_sampler("ddim", {"n_train_steps": 1000, "schedule": "linear"}, 50, eta=1.0)
     assert 0.90 < math.sqrt(chain_variance(sampler, 1.0)) < 0.94
+
+
+@pytest.mark.parametrize("data_std", [1.0, 0.5, 2.0])
+def test_large_variance_matches_its_exact_chain_and_keeps_the_spread_of_gaussian_data(data_std):
+    """sample.variance large: ancestral steps with variance beta over each stride. Its samples match
+    the exact variance of its chain (16,000 draws: one standard error of a std 0.56 %, 3 % is over
+    five), and with 50 steps it keeps the std of Gaussian data far better than eta 1 (0.997 against
+    0.926 of unit data; std 0.5: 1.023 against 0.888; std 2: 0.976 against 0.943)."""
+    sampler = make_sampler("ddim", {"n_train_steps": 1000, "schedule": "linear"}, 50, eta=1.0, variance="large")
+    samples = run_sampler(sampler, data_std, n=4000)
+    expected_std = math.sqrt(chain_variance(sampler, data_std))
+    assert samples.std().item() == pytest.approx(expected_std, rel=0.03)
+    small = math.sqrt(chain_variance(make_sampler("ddim", {"n_train_steps": 1000, "schedule": "linear"}, 50, eta=1.0), data_std))
+    assert abs(expected_std / data_std - 1) < 0.03 < abs(small / data_std - 1)
+    if data_std == 1.0:  # unit-Gaussian data: the chain is exact, whatever the stride
+        assert expected_std == pytest.approx(1.0, abs=0.005)
+
+
+def test_large_variance_with_all_steps_is_ddpm_with_beta_and_needs_eta_one():
+    config = {"n_train_steps": 1000, "schedule": "linear"}
+    ddim = make_sampler("ddim", config, 1000, eta=1.0, variance="large")
+    ddpm = make_sampler("ddpm", config, variance="large")
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    out = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    for t in (999, 500, 1, 0):
+        a, _ = ddim.step(out, t, x, torch.Generator().manual_seed(2))
+        b, _ = ddpm.step(out, t, x, torch.Generator().manual_seed(2))
+        assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="eta 1"):
+        make_sampler("ddim", config, 50, eta=0.0, variance="large")
+    with pytest.raises(ValueError, match="variance must be one of"):
+        make_sampler("ddim", config, 50, variance="huge")

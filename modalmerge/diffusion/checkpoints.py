@@ -72,6 +72,7 @@ def load_diffusion(checkpoint_path: str | Path, device: torch.device | str = "cp
     return diffusion.to(device).eval(), meta
 
 
-def checkpoint_sampler(meta: dict, sampler: str, steps: int | None = None, eta: float = 1.0) -> Scheduler:
+def checkpoint_sampler(meta: dict, sampler: str, steps: int | None = None, eta: float = 1.0,
+                       variance: str = "small") -> Scheduler:
     """A sampler (``ddpm`` or ``ddim``) on the training schedule recorded in a checkpoint's metadata."""
-    return make_sampler(sampler, scheduler_kwargs(meta["config"]["diffusion"]), steps, eta)
+    return make_sampler(sampler, scheduler_kwargs(meta["config"]["diffusion"]), steps, eta, variance)

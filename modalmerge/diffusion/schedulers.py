@@ -120,8 +120,35 @@ class Scheduler:
         return torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
 
 
+VARIANCES = ("small", "large")
+
+
+def check_variance(variance: str) -> str:
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {', '.join(VARIANCES)}; got {variance!r}.")
+    return variance
+
+
+def ancestral_step(x0, sample, abar_t: float, abar_prev: float, variance: str, noise):
+    """One ancestral step from ``t`` to an earlier step ``prev`` (any stride): the posterior mean of
+    q(x_prev | x_t, x0) plus noise of variance beta-tilde (``small``: the posterior's own, exact for
+    a single data point) or beta = 1 - abar_t / abar_prev (``large``: exact for unit-Gaussian data;
+    Ho et al. 2020, section 3.2). ``noise`` is None at the last step."""
+    beta = 1 - abar_t / abar_prev
+    mean = (math.sqrt(abar_prev) * beta / (1 - abar_t)) * x0 + (math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar_t)) * sample
+    if noise is None:
+        return mean
+    spread = beta * (1 - abar_prev) / (1 - abar_t) if variance == "small" else beta
+    return mean + math.sqrt(spread) * noise
+
+
 class DDPMScheduler(Scheduler):
-    """Ancestral sampling with the posterior variance beta-tilde (Ho et al. 2020), all steps."""
+    """Ancestral sampling with the posterior variance beta-tilde (``variance="small"``) or beta
+    (``"large"``) (Ho et al. 2020), all steps."""
+
+    def __init__(self, *args, variance: str = "small", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.variance = check_variance(variance)
 
     def set_timesteps(self, n_steps: int | None = None) -> None:
         if n_steps not in (None, self.n_train_steps):
@@ -133,26 +160,28 @@ class DDPMScheduler(Scheduler):
         x0, _ = self.predict_x0_and_eps(model_output, t_batch, sample)
         abar_t = self.alphas_cumprod[t].item()
         abar_prev = self.alphas_cumprod[t - 1].item() if t > 0 else 1.0
-        beta_t = self.betas[t].item()
-        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0 \
-            + (math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t)) * sample
-        if t == 0:
-            return mean, x0
-        variance = beta_t * (1 - abar_prev) / (1 - abar_t)
-        return mean + math.sqrt(variance) * self._noise_like(sample, generator), x0
+        noise = self._noise_like(sample, generator) if t > 0 else None
+        return ancestral_step(x0, sample, abar_t, abar_prev, self.variance, noise), x0
 
 
 class DDIMScheduler(Scheduler):
     """DDIM (Song et al. 2021) on an evenly strided subset of the training steps.
 
-    ``eta=0`` is deterministic; ``eta=1`` with all steps is DDPM's ancestral sampler.
+    ``eta=0`` is deterministic; ``eta=1`` is ancestral sampling with the posterior variance
+    beta-tilde over the strided steps (with all steps: DDPM). ``variance="large"`` is ancestral
+    sampling with variance beta over the strided steps instead (eta must then be 1): with 50 steps
+    and an exact denoiser it keeps 0.96-1.06 of the std of Gaussian data of std 0.2-4 where eta 1
+    keeps 0.80-0.95 (``tests/test_schedulers.py``).
     """
 
-    def __init__(self, *args, eta: float = 1.0, **kwargs):
+    def __init__(self, *args, eta: float = 1.0, variance: str = "small", **kwargs):
         super().__init__(*args, **kwargs)
         if eta < 0:
             raise ValueError(f"eta must be >= 0; got {eta}.")
+        if check_variance(variance) == "large" and eta != 1:
+            raise ValueError(f"variance 'large' is ancestral sampling (eta 1); got eta {eta}. Set eta to 1 or variance to 'small'.")
         self.eta = eta
+        self.variance = variance
         self.set_timesteps(50 if self.n_train_steps >= 50 else self.n_train_steps)
 
     @classmethod
@@ -182,6 +211,9 @@ class DDIMScheduler(Scheduler):
         prev = self.previous_timestep(t)
         abar_t = self.alphas_cumprod[t].item()
         abar_prev = self.alphas_cumprod[prev].item() if prev >= 0 else 1.0
+        if self.variance == "large":
+            noise = self._noise_like(sample, generator) if prev >= 0 else None
+            return ancestral_step(x0, sample, abar_t, abar_prev, "large", noise), x0
         sigma = self.eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
         direction = math.sqrt(max(1 - abar_prev - sigma ** 2, 0.0)) * eps
         prev_sample = math.sqrt(abar_prev) * x0 + direction
@@ -190,14 +222,15 @@ class DDIMScheduler(Scheduler):
         return prev_sample, x0
 
 
-def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, eta: float = 1.0) -> Scheduler:
+def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, eta: float = 1.0,
+                 variance: str = "small") -> Scheduler:
     """``ddpm`` or ``ddim`` with the training schedule of ``scheduler_config``."""
     if name == "ddpm":
-        sampler = DDPMScheduler(**scheduler_config)
+        sampler = DDPMScheduler(**scheduler_config, variance=variance)
         sampler.set_timesteps(None)
         return sampler
     if name == "ddim":
-        sampler = DDIMScheduler(**scheduler_config, eta=eta)
+        sampler = DDIMScheduler(**scheduler_config, eta=eta, variance=variance)
         sampler.set_timesteps(steps or 50)
         return sampler
     raise ValueError(f"sampler must be one of ddpm, ddim; got {name!r}.")

@@ -56,7 +56,8 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     data = PreparedData.load(volumes_path)
     clip_length = meta["config"]["model"]["clip_length"]
     class_names = meta["class_names"]
-    sampler = checkpoint_sampler(meta, sample_config["sampler"], sample_config["steps"], sample_config["eta"])
+    sampler = checkpoint_sampler(meta, sample_config["sampler"], sample_config["steps"], sample_config["eta"],
+                                 sample_config["variance"])
     generator = torch.Generator(device=device).manual_seed(sample_config["seed"])
     guidance = sample_config["guidance_scale"]
     batch_size = sample_config["batch_size"]
@@ -137,6 +138,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
             tmp.write_text(json.dumps(interpretability, indent=2))
     summary = {
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
+        "variance": sample_config["variance"],
         "overlap": overlap,
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
         "inference_precision": precision,
