@@ -127,3 +127,62 @@ def test_classifier_evidence_sums_to_the_classifiers_margin():
     others = (errors.sum(1) - errors[np.arange(3), truth]) / 2
     margin = others - errors[np.arange(3), truth]
     np.testing.assert_allclose(evidence.reshape(3, -1).sum(1) / means[0].numel(), margin, rtol=1e-4, atol=1e-6)
+
+
+class AttentionOracle:
+    """A stand-in with the trained model's public pieces (mask, scheduler, network.attention_maps)
+    whose temporal attention is known: ``content`` attends to frames of similar content (softmax of
+    the frames' correlation), ``position`` always to the next frame, whatever the content."""
+
+    def __init__(self, shape, rule: str):
+        from modalmerge.diffusion.schedulers import Scheduler
+        self.mask = torch.ones(shape, dtype=torch.bool)
+        self.scheduler = Scheduler(1000, "linear")
+        self.network = self
+        self.rule = rule
+
+    def attention_maps(self, x, timesteps, labels):
+        frames = x.flatten(2)
+        length = frames.shape[1]
+        if self.rule == "content":
+            z = (frames - frames.mean(-1, keepdim=True)) / frames.std(-1, keepdim=True)
+            weights = torch.softmax(8 * z @ z.transpose(1, 2) / z.shape[-1], dim=-1)
+        else:
+            weights = torch.as_tensor(next_frame(length), dtype=torch.float32).expand(len(x), length, length)
+        return torch.zeros(x.shape[0], *x.shape[2:]), weights
+
+
+def next_frame(length: int) -> np.ndarray:
+    """Each frame attends to the next one; the last one to itself."""
+    weights = np.eye(length, k=1)
+    weights[-1, -1] = 1.0
+    return weights
+
+
+def ar1_clips(n_clips=48, length=8, n_voxels=30, phi=0.8, seed=0):
+    rng = np.random.default_rng(seed)
+    series = np.zeros((n_clips * length, n_voxels))
+    for t in range(1, len(series)):
+        series[t] = phi * series[t - 1] + rng.normal(size=n_voxels)
+    runs = np.repeat(np.arange(n_clips), length)
+    clips = series.reshape(n_clips, length, n_voxels, 1, 1).astype(np.float32)
+    return clips, np.zeros((n_clips, length), int), series, runs
+
+
+def test_temporal_attention_that_follows_content_tracks_the_autocorrelation_and_shuffling_removes_it():
+    from modalmerge.analysis.attention import attention_by_lag, lag_autocorrelation, temporal_attention_lags
+    clips, labels, series, runs = ar1_clips()
+    # within-run autocorrelation of an AR(1) with phi 0.8 over 8-volume runs: decreasing with lag
+    autocorrelation = lag_autocorrelation(series, runs, 7)
+    assert np.all(np.diff(autocorrelation) < 0) and autocorrelation[0] > 0.3
+    content = temporal_attention_lags(AttentionOracle((30, 1, 1), "content"), clips, labels, series, runs, 2)
+    assert content["spearman_attention_vs_autocorrelation"] > 0.9
+    assert abs(content["strongest_other_lag"]) == 1 and content["hemodynamic_shift_volumes"] == 2
+    assert content["shuffling_changes_profile_by"] > 0.05  # shuffled frames: nearby content is no longer nearby
+    flat = np.array(content["attention_by_lag_frames_shuffled"])[np.array(content["lags"]) != 0]
+    assert flat.std() < 0.25 * np.array(content["attention_by_lag"])[np.array(content["lags"]) != 0].std()
+    position = temporal_attention_lags(AttentionOracle((30, 1, 1), "position"), clips, labels, series, runs, 2)
+    assert position["strongest_other_lag"] == 1 and position["shuffling_changes_profile_by"] < 1e-6
+    # the lag profile itself: a matrix that attends one frame later puts all weight at lag +1
+    profile = attention_by_lag(next_frame(8)[None].repeat(2, 0))
+    assert profile[8] == 1.0 and profile[7] == 1 / 8 and profile[:7].sum() == 0 and profile[9:].sum() == 0

@@ -23,9 +23,9 @@ def test_report_embeds_every_image_and_has_every_section(workflow_dir):
     page = (workflow_dir / "results/report/index.html").read_text()
     sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
     # data 2, training 1, diffusion process 1, real vs synthetic 1, fidelity 1, decoding 2, learning
-    # curve 1, anomalies 3, attention 2, classifier evidence 1: every figure the report draws, none
-    # replaced by a "not available" note
-    assert len(sources) == 15
+    # curve 1, anomalies 3, attention 2, temporal attention by lag 1, classifier evidence 1: every
+    # figure the report draws, none replaced by a "not available" note
+    assert len(sources) == 16
     assert "Figure not available" not in page
     for source in sources:
         assert source.startswith("data:image/png;base64,"), source[:40]

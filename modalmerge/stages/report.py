@@ -14,7 +14,7 @@ import numpy as np
 from ..atomic import atomic_file
 from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img,
                           learning_curve_parts, load_json,
-                          not_run, png_file_to_base64, selectivity_table, table, training_figure)
+                          not_run, png_file_to_base64, selectivity_table, table, temporal_lag_parts, training_figure)
 from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
@@ -202,7 +202,9 @@ def interpretability_section(inputs: dict, volumes_path) -> list[str]:
                          "bottleneck (mean over frames), per category, upsampled to the volume grid.", "spatial attention"))
         parts.append(img(temporal, "Temporal attention: the temporal transformer's T x T weights (rows: query frame), "
                          "averaged over locations, per category.", "temporal attention"))
-        parts.extend(selectivity_table(load_json(inputs.get("interpretability")), "attention"))
+        interpretability = load_json(inputs.get("interpretability"))
+        parts.extend(selectivity_table(interpretability, "attention"))
+        parts.extend(temporal_lag_parts((interpretability or {}).get("temporal")))
     else:
         parts.append(not_run("sample"))
     evidence = load_json(inputs.get("evidence"))

@@ -204,7 +204,7 @@ def selectivity_table(result, what: str) -> list[str]:
         return []
     rows = [[name.replace("_", " "), entry["spearman"], entry["null_99th_percentile"], entry["p_value"],
              "yes" if entry["above_null_99th"] else "no"]
-            for name, entry in result.items() if isinstance(entry, dict)]
+            for name, entry in result.items() if isinstance(entry, dict) and "spearman" in entry]
     verdict = (f"The {what} maps point at category-selective voxels beyond the shuffled-label null."
                if any(row[-1] == "yes" for row in rows) else
                f"The {what} maps do not carry category information: neither correlation exceeds the 99th "
@@ -236,3 +236,26 @@ def learning_curve_parts(curve: dict | None) -> list[str]:
                 f"{curve['generator']} fitted on the chosen runs only; mean ± sd over run subsets.", "learning curve"),
             table(rows, ["real runs", "subsets", "real only", "real + synthetic", "gain", "synthetic only"]),
             f"<p>{html.escape(curve.get('note', ''))}.</p>"]
+
+
+def temporal_lag_parts(result: dict | None) -> list[str]:
+    """The temporal attention by lag beside the same clips with their frames shuffled, and what it
+    says about the data's temporal structure and the hemodynamic lag."""
+    if not result:
+        return []
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(result["lags"], result["attention_by_lag"], marker="o", label="training-run clips")
+    ax.plot(result["lags"], result["attention_by_lag_frames_shuffled"], marker="s", label="same clips, frames shuffled")
+    ax.axhline(result["uniform"], color="grey", linestyle=":", label="uniform")
+    ax.set_xlabel("lag (key frame - query frame, volumes)")
+    ax.set_ylabel("mean attention weight")
+    ax.legend(fontsize=7)
+    text = (f"Strongest attention to another frame at lag {result['strongest_other_lag']} (the preparation shifted labels "
+            f"by {result['hemodynamic_shift_volumes']} volumes for the hemodynamic delay); self-attention "
+            f"{result['self_attention']:.3f} against uniform {result['uniform']:.3f}; Spearman of attention with the data's "
+            f"autocorrelation over lags 1-{len(result['data_autocorrelation_lags_1_up'])}: "
+            f"{fmt(result['spearman_attention_vs_autocorrelation'])}; shuffling the frames changes the profile by "
+            f"{result['shuffling_changes_profile_by']:.3f} (total variation; 0 = the attention follows position only).")
+    return [img(figure_to_base64(fig), "Temporal attention by lag on training-run clips and on the same clips with "
+                "their frames shuffled in time.", "temporal attention by lag"),
+            f"<p>{html.escape(text)} {html.escape(result['note'])}.</p>"]

@@ -16,9 +16,9 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..analysis.attention import attention_maps, attention_selectivity
+from ..analysis.attention import attention_maps, attention_selectivity, temporal_attention_lags
 from ..atomic import atomic_file
-from ..data.clips import covering_clips
+from ..data.clips import covering_clips, make_clips
 from ..data.dataset import PreparedData
 from ..diffusion.checkpoints import checkpoint_sampler, load_diffusion
 from ..diffusion.gaussian import GaussianDiffusion
@@ -134,6 +134,12 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         interpretability = attention_selectivity(spatial_per_category[:, data.mask], data.X[train][:, data.mask],
                                                  data.label_ids[train], data.runs[train], list(categories),
                                                  seed=sample_config["seed"])
+        # the temporal attention by lag on real training-run clips, against the data's autocorrelation
+        clips, clip_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, clip_length)
+        pick = np.random.default_rng(sample_config["seed"]).choice(len(clips), min(64, len(clips)), replace=False)
+        interpretability["temporal"] = temporal_attention_lags(
+            diffusion, clips[pick], clip_labels[pick], data.X[train][:, data.mask], data.runs[train],
+            data.hemodynamic_shift_volumes, seed=sample_config["seed"])
         with atomic_file(out["interpretability"]) as tmp:
             tmp.write_text(json.dumps(interpretability, indent=2))
     summary = {
