@@ -3,11 +3,12 @@ files, and the ratio to a baseline revision run the same way on the same machine
 
     python bench/end_to_end.py                                # this checkout, default config
     python bench/end_to_end.py --baseline 75a12db             # and main at that commit, one after the other
-    python bench/end_to_end.py --configfile tiny.yaml --baseline HEAD~5 --cores 2
+    python bench/end_to_end.py --configfile tiny.yaml --baseline HEAD~5 --baseline-configfile tiny.yaml --cores 2
 
 Each run happens in a fresh folder (only the download cache is shared), with the code of its
 revision (a detached ``git worktree`` for the baseline, imported through ``PYTHONPATH``), and
-``--cores`` as given. Prints a table (rule, seconds, baseline seconds, baseline / this) and writes
+``--cores`` as given. The baseline runs with its own revision's ``config.yaml`` (a newer
+configuration may hold keys its schema refuses) unless ``--baseline-configfile`` says otherwise. Prints a table (rule, seconds, baseline seconds, baseline / this) and writes
 it as TSV next to the runs. Machines here differ up to threefold between sessions: compare only
 ratios measured in one call.
 """
@@ -51,6 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
     parser.add_argument("--baseline", help="a git revision to run the same way before this checkout")
+    parser.add_argument("--baseline-configfile", type=Path, default=None,
+                        help="the baseline's configuration (default: the config.yaml of the baseline revision: its own "
+                             "defaults, which its schema accepts)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--subject", default="sub001")
     parser.add_argument("--out", type=Path, default=None, help="folder for the runs (default: a temporary one)")
@@ -62,7 +66,8 @@ def main() -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.baseline], check=True,
                        stdout=subprocess.DEVNULL)
         try:
-            results["baseline"] = cold_run(worktree, args.configfile, out / "baseline", args.cores, args.subject)
+            results["baseline"] = cold_run(worktree, args.baseline_configfile or worktree / "config.yaml", out / "baseline",
+                                           args.cores, args.subject)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], check=False)
     results["this"] = cold_run(REPO, args.configfile, out / "this", args.cores, args.subject)
