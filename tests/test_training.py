@@ -312,8 +312,9 @@ def test_the_report_states_the_validation_choice_and_draws_its_curve(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_training_runs_under_bf16_only_when_asked_and_native(tmp_path, prepared_slice, monkeypatch, native):
-    """train.cpu_mixed_precision: bf16 autocast in a CPU training where the CPU computes bf16 natively
-    (the forward passes really run in bf16), float32 otherwise; the summary says which."""
+    """train.cpu_mixed_precision (default true): bf16 autocast in a CPU training where the CPU computes
+    bf16 natively (the forward passes really run in bf16), float32 otherwise or when switched off; the
+    summary says which."""
     from modalmerge.training import trainer as trainer_module
     monkeypatch.setattr(trainer_module, "native_bfloat16", lambda device: native)
     seen = []
@@ -324,12 +325,13 @@ def test_cpu_training_runs_under_bf16_only_when_asked_and_native(tmp_path, prepa
         seen.append(out.dtype)
         return out
     monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
-    config = tiny_config(steps=2)
-    config["train"]["cpu_mixed_precision"] = True
+    config = tiny_config(steps=2)  # the default: train.cpu_mixed_precision true
+    assert config["train"]["cpu_mixed_precision"] is True
     summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path),
                             threads=2, progress=False)
     assert summary["training_precision"] == ("bfloat16" if native else "float32")
     assert (torch.bfloat16 in seen) == native
-    off = tiny_config(steps=2)  # the default: float32 whatever the CPU
+    off = tiny_config(steps=2)
+    off["train"]["cpu_mixed_precision"] = False  # switched off: float32 whatever the CPU
     assert train_subject(prepared_slice["volumes"], prepared_slice["split"], off, outputs(tmp_path / "off"),
                          threads=2, progress=False)["training_precision"] == "float32"
