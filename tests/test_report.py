@@ -93,7 +93,11 @@ def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):
     best_classical = max(v["accuracy"] for k, v in decoders.items() if not k.startswith("diffusion"))
     assert f"{fidelity['ssim']:.3f} on z-scored category-mean maps" in result.stdout
     assert f"{100 * best_classical:.1f} %" in result.stdout
-    assert len(result.stdout.strip().splitlines()) == 7  # header, separator, four claims, the generator row
+    curve = read(workflow_dir, "decode", "sub001", "decoding.json")["learning_curve"]["by_size"]
+    smallest = curve[min(curve, key=int)]["gain"]
+    assert f"{100 * smallest['mean']:.1f} ± {100 * smallest['sd']:.1f} points" in result.stdout
+    # header, separator, four claims, the generator row, the learning-curve row
+    assert len(result.stdout.strip().splitlines()) == 8
 
 
 def chromium() -> str | None:
