@@ -90,6 +90,8 @@ def main() -> None:
     for timesteps in [(20, 50, 100), (50,), (100,), (200,), (10, 25, 50, 100, 200, 400)]:
         detectors[f"score t={timesteps}"] = (ScoreDetector(data.mask, diffusion, timesteps), np.arange(len(clips)))
     print(f"development split: held-out run {data.test_runs}, training runs {data.train_runs}; {precision} inference")
+    print("| detector | pooled | " + " | ".join(defaults) + " | blob voxel AUPRC | seconds |")
+    print("|---|---|" + "---|" * len(defaults) + "---|---|")
     for name, (detector, pick) in detectors.items():
         started = time.perf_counter()
         with model_autocast(torch.device("cpu"), precision):
