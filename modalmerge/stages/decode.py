@@ -130,7 +130,7 @@ def learning_curve_subsets(data: PreparedData, config: dict) -> list[tuple[int, 
     return run_subsets(data.train_runs, sizes, config["learning_curve_repeats"], config["seed"])
 
 
-def learning_curve(data: PreparedData, config: dict, threads: int = 1) -> dict:
+def learning_curve(data: PreparedData, config: dict, subsets: list[tuple[int, ...]], threads: int = 1) -> dict:
     """The linear SVM on 1, 2, 3, ... training runs, with and without synthetic runs of the classical
     generator fitted on those runs only (``bench/learning_curve.py`` adds diffusion models trained on
     the same subsets); scored on the held-out runs."""
@@ -140,7 +140,7 @@ def learning_curve(data: PreparedData, config: dict, threads: int = 1) -> dict:
                                       config["learning_curve_synthetic_runs_per_run"], config["seed"])
     started = time.perf_counter()
     curve = scarce_data_curve(X, data.label_ids, data.runs, data.test_runs, data.categories,
-                              learning_curve_subsets(data, config), synthesise, n_jobs=usable_threads(threads))
+                              subsets, synthesise, n_jobs=usable_threads(threads))
     curve.update({
         "decoder": "linear_svm", "generator": "gaussian_var1",
         "synthetic_runs_per_run": config["learning_curve_synthetic_runs_per_run"],
@@ -194,11 +194,11 @@ def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, ou
     """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
     :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
     data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
-    if config["learning_curve"]:
-        learning_curve_subsets(data, config)  # sizes that do not fit the split fail here, before any decoder runs
+    # sizes that do not fit the split fail here, before any decoder runs
+    subsets = learning_curve_subsets(data, config) if config["learning_curve"] else None
     evidence = {}
     results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision, evidence)
-    extra = {"learning_curve": learning_curve(data, config, threads)} if config["learning_curve"] else {}
+    extra = {"learning_curve": learning_curve(data, config, subsets, threads)} if subsets else {}
     write_decoding_outputs(results, timings, data.category_names, out, extra)
     if "evidence" in out:
         write_evidence(evidence, data, out)
