@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modalmerge.analysis.attention import attention_selectivity, selectivity_maps
+from scipy.stats import ttest_ind
+from sklearn.feature_selection import f_classif
+
+from modalmerge.analysis.attention import attention_selectivity, selectivity_maps, selectivity_statistics
+from modalmerge.analysis.decoding import shuffle_within_runs
 
 
 def planted(seed=0, n_voxels=60, per_run=40, n_runs=4):
@@ -22,6 +26,21 @@ def planted(seed=0, n_voxels=60, per_run=40, n_runs=4):
             y.append(label)
             runs.append(run)
     return np.array(X), np.array(y), np.array(runs)
+
+
+def test_batched_selectivity_equals_f_classif_and_welch_t_per_label_set():
+    X, y, runs = planted()
+    y = y.copy()
+    y[::7] = 9  # rows of another label (e.g. rest) are left out
+    rng = np.random.default_rng(2)
+    label_sets = np.stack([y] + [shuffle_within_runs(y, runs, rng) for _ in range(4)])
+    f_values, t_values = selectivity_statistics(X, label_sets, [0, 1, 2])
+    for labels, f_batched, t_batched in zip(label_sets, f_values, t_values):
+        keep = labels != 9
+        np.testing.assert_allclose(f_batched, f_classif(X[keep], labels[keep])[0], rtol=1e-8)
+        for c, t_c in enumerate(t_batched):
+            inside, outside = X[keep][labels[keep] == c], X[keep][labels[keep] != c]
+            np.testing.assert_allclose(t_c, ttest_ind(inside, outside, equal_var=False).statistic, rtol=1e-8)
 
 
 def test_selectivity_maps_peak_in_the_planted_regions():

@@ -129,6 +129,8 @@ class SpatialSelfAttention(nn.Module):
         self.attention = MultiHeadAttention(channels, heads, max(channels // heads, 8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (frames, positions, channels)
+        # (frames, positions, channels), contiguous: a transposed view makes bf16 linear layers expand
+        # their weight per frame and multiply batch by batch (measured 1.2x slower forward on CPU)
+        tokens = self.norm(x).flatten(2).transpose(1, 2).contiguous()
         out = self.attention(tokens).transpose(1, 2).reshape(x.shape)
         return x + out
