@@ -23,12 +23,15 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
     onsets are known, only the category is predicted. ``fit`` only records the classes: the
     trained diffusion model is the classifier.
 
+    ``batch_size`` clips go through the network together: 32 was measured 1.1-1.2x faster per clip
+    than 64 on 2 CPU cores in bf16 (and 128 1.3x slower), with identical errors.
+
     As an sklearn estimator (``clone``, ``cross_val_score``), a sample is one block: ``X`` is a
     sequence of ``(clip (T, x, y, z), design labels (T,), block frames (T,))`` triples, as
     :func:`block_samples` makes them.
     """
 
-    def __init__(self, diffusion=None, categories=None, n_pairs: int = 8, t_range=(100, 600), batch_size: int = 64, seed: int = 0):
+    def __init__(self, diffusion=None, categories=None, n_pairs: int = 8, t_range=(100, 600), batch_size: int = 32, seed: int = 0):
         self.diffusion = diffusion
         self.categories = categories
         self.n_pairs = n_pairs
