@@ -30,12 +30,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
-from modalmerge.analysis.generator_baselines import LinearGaussianGenerator  # noqa: E402
+from modalmerge.analysis.generator_baselines import LinearGaussianGenerator, memorisation  # noqa: E402
 from modalmerge.analysis.learning_curve import describe, run_subsets, scarce_data_curve  # noqa: E402
 from modalmerge.config import merge_config  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 
-KEYS = ("real", "augmented", "gain", "synthetic_only")
+KEYS = ("real", "augmented", "gain", "synthetic_only", "memorisation_ratio")
 
 
 def train_and_sample(folder: Path, config: dict, cores: int, subject: str) -> float:
@@ -68,6 +68,9 @@ def curves(folder: Path, subject: str, subset: tuple, seed: int) -> dict:
         curve = scarce_data_curve(X, data.label_ids, data.runs, data.test_runs, data.categories, [subset],
                                   lambda s, i, syn=synthetic: syn)
         out[name] = curve["subsets"][0]
+        # copying check: nearest-training-volume distance of synthetic vs held-out real volumes
+        out[name]["memorisation_ratio"] = memorisation(synthetic[0], X[np.isin(data.runs, data.test_runs)],
+                                                       X[pick])["memorisation_ratio"]
     return out
 
 
@@ -113,13 +116,16 @@ def main() -> None:
                for k, found in sorted(rows.items())}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| real runs | seeds | real only | + diffusion runs | gain | diffusion only | + classical runs | gain | classical only |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| real runs | seeds | real only | + diffusion runs | gain | diffusion only | memorisation ratio | "
+             "+ classical runs | gain | classical only | memorisation ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, entry in summary.items():
         cell = lambda name, key: f"{entry[name][key]['mean']:.3f} ± {entry[name][key]['sd']:.3f}"  # noqa: E731
         lines.append(f"| {k} | {entry['n_seeds']} | {cell('diffusion', 'real')} | {cell('diffusion', 'augmented')} | "
-                     f"{cell('diffusion', 'gain')} | {cell('diffusion', 'synthetic_only')} | {cell('gaussian_var1', 'augmented')} | "
-                     f"{cell('gaussian_var1', 'gain')} | {cell('gaussian_var1', 'synthetic_only')} |")
+                     f"{cell('diffusion', 'gain')} | {cell('diffusion', 'synthetic_only')} | "
+                     f"{cell('diffusion', 'memorisation_ratio')} | {cell('gaussian_var1', 'augmented')} | "
+                     f"{cell('gaussian_var1', 'gain')} | {cell('gaussian_var1', 'synthetic_only')} | "
+                     f"{cell('gaussian_var1', 'memorisation_ratio')} |")
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
