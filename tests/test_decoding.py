@@ -174,3 +174,25 @@ def test_parallel_refits_run_one_blas_thread_per_process_under_snakemakes_thread
     with one_thread_per_process():
         counts = Parallel(n_jobs=2)(delayed(_blas_threads)() for _ in range(4))
     assert max(counts) == 1
+
+
+def test_nilearns_decoder_records_the_screening_percentile_it_really_used(prepared_slice):
+    """On the slice's small mask nilearn raises a 20 % screening to 100 % (it measures against a whole
+    brain); the result says so instead of a warning per fit."""
+    import warnings
+
+    import nibabel as nib
+
+    from modalmerge.analysis.decoding import NilearnDecoder
+    from modalmerge.data.dataset import PreparedData
+    data = PreparedData.load(prepared_slice["volumes"])
+    keep = (data.label_ids != data.rest_id) & np.isin(data.runs, [1, 2, 10])
+    X, y, runs = data.X[:, data.mask][keep], data.label_ids[keep], data.runs[keep]
+    mask_img = nib.Nifti1Image(data.mask.astype(np.uint8), data.affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the screening warning is handled, not printed
+        result = heldout_split_decoding(NilearnDecoder(mask_img, screening_percentile=20), X, y, runs, [1, 2], [10],
+                                        list(range(8)), 0, 0)
+    assert result["screening_percentile_requested"] == 20
+    assert result["screening_percentile_effective"] == 100.0
+    assert "instead of 20" in result["screening_note"]

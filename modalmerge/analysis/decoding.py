@@ -9,6 +9,8 @@ permutation p-value (labels shuffled within runs). The diffusion-based decoders 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -66,8 +68,19 @@ class NilearnDecoder(BaseEstimator, ClassifierMixin):
         from sklearn.model_selection import StratifiedKFold
         self.decoder_ = Decoder(estimator="svc", mask=self.mask_img, screening_percentile=self.screening_percentile,
                                 cv=StratifiedKFold(3, shuffle=True, random_state=self.seed), standardize=False, verbose=0)
-        self.decoder_.fit(self._images(X), y)
+        with warnings.catch_warnings():
+            # nilearn raises the percentile when the mask is small against a whole brain and warns on
+            # every fit; the percentile it used is recorded in fit_notes_ instead
+            warnings.filterwarnings("ignore", message="screening_percentile set to", category=UserWarning)
+            self.decoder_.fit(self._images(X), y)
         self.classes_ = np.unique(y)
+        effective = float(self.decoder_.screening_percentile_)
+        self.fit_notes_ = {"screening_percentile_requested": self.screening_percentile,
+                           "screening_percentile_effective": effective}
+        if effective != self.screening_percentile:
+            self.fit_notes_["screening_note"] = (
+                f"nilearn used screening_percentile {effective:g} instead of {self.screening_percentile}: it sets the "
+                "percentile against a whole-brain volume, and this mask is small against one")
         return self
 
     def predict(self, X):
@@ -158,6 +171,7 @@ def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categor
         raise RuntimeError("a held-out run is in the training set")  # never expected: guards the split
     model = clone(estimator).fit(X[train], y[train])
     result = score(y[test], model.predict(X[test]), categories, runs[test])
+    result.update(getattr(model, "fit_notes_", {}))  # what the fitted estimator reports of itself
     null = refit_null(estimator, X[train], y[train], runs[train], X[test], y[test], n_permutations,
                       np.random.default_rng(seed), n_jobs=n_jobs)
     result.update(chance_level(y[test], runs[test]))
