@@ -65,8 +65,9 @@ def selectivity_statistics(X: np.ndarray, label_sets: np.ndarray, categories) ->
     n = counts.sum(axis=1)[:, None]  # (S, 1)
     total, total_squares = sums.sum(axis=1), squares.sum(axis=1)  # (S, V)
     means = sums / counts[:, :, None]
-    between = np.sum(counts[:, :, None] * means ** 2, axis=1) - total ** 2 / n
-    within = total_squares - np.sum(counts[:, :, None] * means ** 2, axis=1)
+    explained = np.sum(counts[:, :, None] * means ** 2, axis=1)  # sum over groups of n_k * mean_k^2
+    between = explained - total ** 2 / n
+    within = total_squares - explained
     n_groups = len(categories)
     with np.errstate(divide="ignore", invalid="ignore"):
         f_values = (between / (n_groups - 1)) / (within / (n - n_groups))

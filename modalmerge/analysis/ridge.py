@@ -18,8 +18,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from .permuted import PermutedDecisionsMixin, shared_classes
 
-class StandardRidgeClassifierCV(BaseEstimator, ClassifierMixin):
+
+class StandardRidgeClassifierCV(PermutedDecisionsMixin, BaseEstimator, ClassifierMixin):
     """``StandardScaler`` then ``RidgeClassifierCV(alphas)`` (efficient leave-one-out inside the
     training rows of each fit), with :meth:`permuted_accuracies` for refit-free permutation tests."""
 
@@ -35,22 +37,10 @@ class StandardRidgeClassifierCV(BaseEstimator, ClassifierMixin):
         check_is_fitted(self, "pipeline_")
         return self.pipeline_.predict(X)
 
-    def permuted_accuracies(self, X_train, label_sets, X_test, y_test) -> list[float]:
-        """Held-out accuracy on ``(X_test, y_test)`` of this classifier fitted on ``X_train`` with each
-        label vector of ``label_sets`` (a sequence of ``(n_train,)`` arrays), without refitting."""
-        decisions, classes = self.permuted_decisions(X_train, np.asarray(label_sets), X_test)
-        if decisions.shape[-1] == 1:  # two classes: one +-1 target, positive = the second class
-            predicted = classes[(decisions[..., 0] > 0).astype(int)]
-        else:
-            predicted = classes[decisions.argmax(axis=-1)]
-        return [float(np.mean(p == y_test)) for p in predicted]
-
     def permuted_decisions(self, X_train, label_sets: np.ndarray, X_test):
         """Decision values ``(n_sets, n_test, n_targets)`` for label sets ``(n_sets, n_train)``, and
         the classes (every set must hold the same classes, as a within-run shuffle does)."""
-        classes = np.unique(label_sets[0])
-        if any(not np.array_equal(np.unique(labels), classes) for labels in label_sets):
-            raise ValueError("every permuted label set must hold the same classes")
+        classes = shared_classes(label_sets)
         scaler = StandardScaler().fit(X_train)
         Xs, Xt = scaler.transform(X_train).astype(np.float64), scaler.transform(X_test).astype(np.float64)
         offset = Xs.mean(axis=0)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.svm import LinearSVC
 
+from .permuted import PermutedDecisionsMixin, shared_classes
+
 
 def squared_hinge_ovr(X: np.ndarray, targets: np.ndarray, C: float, tol: float = 1e-6, max_newton: int = 100,
                       max_cg: int = 500) -> np.ndarray:
@@ -33,7 +35,8 @@ def squared_hinge_ovr(X: np.ndarray, targets: np.ndarray, C: float, tol: float =
     d, K = X.shape[1], T.shape[1]
     W = np.zeros((d, K))
     two_c = 2.0 * C
-    X_squared = X ** 2
+    X32 = X.astype(np.float32)  # the Newton directions' precision (see _newton_direction)
+    X32_squared = X32 ** 2
     g0 = None
     for _ in range(max_newton):
         margins = X @ W
@@ -45,7 +48,7 @@ def squared_hinge_ovr(X: np.ndarray, targets: np.ndarray, C: float, tol: float =
         todo = np.flatnonzero(norms > tol * np.maximum(g0, 1e-300))
         if not len(todo):
             return W
-        step = _newton_direction(X, X_squared, active[:, todo], -gradient[:, todo], two_c, max_cg)
+        step = _newton_direction(X32, X32_squared, active[:, todo], -gradient[:, todo], two_c, max_cg)
         eta = _line_search(X @ step, W[:, todo], step, margins[:, todo], T[:, todo], two_c)
         W[:, todo] += eta * step
     raise RuntimeError(f"squared_hinge_ovr: {len(todo)} of {K} problems did not converge in {max_newton} Newton "
@@ -55,12 +58,11 @@ def squared_hinge_ovr(X: np.ndarray, targets: np.ndarray, C: float, tol: float =
 def _newton_direction(X, X_squared, active, rhs, two_c, max_cg: int, rtol: float = 1e-2):
     """Solve ``(I + 2C X_A' X_A) s = rhs`` per column with Jacobi-preconditioned conjugate gradients
     to a relative residual ``rtol``: an inexact Newton direction, as in liblinear's trust-region
-    Newton. Computed in float32 (measured 1.7x faster than float64 with the same predictions): the
+    Newton. Computed in float32 (``X`` and ``X_squared`` come in float32) (measured 1.7x faster than float64 with the same predictions): the
     gradient, the line search and the stopping rule stay in float64, so only the path changes, not
     the minimiser."""
-    X = X.astype(np.float32)
     a = active.astype(np.float32)
-    diagonal = (1.0 + two_c * (X_squared.T @ active)).astype(np.float32)
+    diagonal = 1.0 + np.float32(two_c) * (X_squared.T @ a)
     rhs = rhs.astype(np.float32)
     two_c = np.float32(two_c)
 
@@ -105,26 +107,19 @@ def _line_search(Xs, W, step, margins, T, two_c, iterations: int = 50):
     return eta
 
 
-class LinearSVM(LinearSVC):
-    """``LinearSVC`` (fitted by liblinear as usual) with :meth:`permuted_accuracies`, the held-out
-    accuracies of refits on many label sets solved together (:func:`squared_hinge_ovr`) instead of
-    one liblinear fit each. Only the default ``LinearSVC`` problem is batched (squared hinge, L2,
-    one-vs-rest, no class weights)."""
+class LinearSVM(PermutedDecisionsMixin, LinearSVC):
+    """``LinearSVC`` (fitted by liblinear as usual) whose refits on many label sets are solved together
+    (:func:`squared_hinge_ovr`) instead of one liblinear fit each: :meth:`permuted_accuracies` and
+    :meth:`permuted_predictions` (:class:`~.permuted.PermutedDecisionsMixin`). Only the default
+    ``LinearSVC`` problem is batched (squared hinge, L2, one-vs-rest, no class weights)."""
 
-    def permuted_accuracies(self, X_train, label_sets, X_test, y_test) -> list[float]:
-        """Held-out accuracy on ``(X_test, y_test)`` of this classifier fitted on ``X_train`` with each
-        label vector of ``label_sets`` (a sequence of ``(n_train,)`` arrays)."""
-        return [float(np.mean(p == y_test)) for p in self.permuted_predictions(X_train, label_sets, X_test)]
-
-    def permuted_predictions(self, X_train, label_sets, X_test) -> np.ndarray:
-        """Predicted classes ``(n_sets, n_test)`` of refits on each label set."""
+    def permuted_decisions(self, X_train, label_sets: np.ndarray, X_test):
+        """Decision values ``(n_sets, n_test, n_targets)`` of refits on label sets ``(n_sets, n_train)``,
+        and the classes."""
         if (self.loss, self.penalty, self.multi_class, self.class_weight) != ("squared_hinge", "l2", "ovr", None):
             raise ValueError("LinearSVM.permuted_predictions batches only squared hinge, L2, one-vs-rest, "
                              "unweighted problems")
-        label_sets = np.asarray(label_sets)
-        classes = np.unique(label_sets[0])
-        if any(not np.array_equal(np.unique(labels), classes) for labels in label_sets):
-            raise ValueError("every permuted label set must hold the same classes")
+        classes = shared_classes(label_sets)
 
         def design(rows):
             rows = np.asarray(rows, dtype=np.float64)
@@ -138,7 +133,4 @@ class LinearSVM(LinearSVC):
         targets = np.where(label_sets[:, :, None] == columns[None, None, :], 1.0, -1.0)  # (S, n, K)
         n_sets, n_train, n_columns = targets.shape
         W = squared_hinge_ovr(design(X_train), targets.transpose(1, 0, 2).reshape(n_train, -1), self.C)
-        decisions = (design(X_test) @ W).reshape(len(X_test), n_sets, n_columns).transpose(1, 0, 2)
-        if len(classes) == 2:
-            return classes[(decisions[..., 0] > 0).astype(int)]
-        return classes[decisions.argmax(axis=-1)]
+        return (design(X_test) @ W).reshape(len(X_test), n_sets, n_columns).transpose(1, 0, 2), classes
