@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 HEADER = ("| claim to beat | ModalMerge (honest protocol) | ceiling / reference | strongest baseline |\n"
           "|---|---|---|---|")
 
@@ -90,11 +92,25 @@ def generator_rows(f: dict) -> list[str]:
         f"{lag(f['temporal_autocorrelation']['synthetic'])}; std {f['global_std']['synthetic']:.2f}; C2ST linear "
         f"{f['c2st_accuracy']:.3f}, RBF {f['c2st_rbf_accuracy']:.3f}; MMD² {f['mmd']['mmd2']:.4f}; TSTR {f['tstr_accuracy']:.3f} | "
         f"real: connectivity {f['connectivity_similarity_ceiling']:.3f}; lags {lag(real_lags)}; std "
-        f"{f['global_std']['heldout_real']:.2f}; C2ST RBF real-vs-real {f['c2st_rbf_accuracy_ceiling']:.3f}; TRTR {f['trtr_accuracy']:.3f} | "
+        f"{f['global_std']['heldout_real']:.2f}; C2ST RBF real-vs-real {f['c2st_rbf_accuracy_ceiling']:.3f}; TRTR {f['trtr_accuracy']:.3f}"
+        f"{same_size(f)} | "
         f"classical generator (means + voxelwise AR(1)): connectivity {g['connectivity_similarity']:.3f}; lags "
         f"{lag(g['temporal_autocorrelation'])}; std {g['global_std']:.2f}; C2ST linear {g['c2st_accuracy']:.3f}, RBF "
         f"{g['c2st_rbf_accuracy']:.3f}; MMD² {g['mmd']['mmd2']:.4f}; TSTR {g['tstr_accuracy']:.3f} |",
     ]
+
+
+def same_size(f: dict) -> str:
+    """Real training runs of the synthetic set's size, scored like a generator: mean [min, max] over groups."""
+    groups = f.get("real_runs_reference", {}).get("per_group", [])
+    if not groups:
+        return ""
+    def cell(of, digits=3):
+        values = [of(g) for g in groups]
+        return f"{np.mean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+    return (f"; real runs of the synthetic set's size ({len(groups)} groups of {f['real_runs_reference']['runs_per_group']}): "
+            f"connectivity {cell(lambda g: g['connectivity_similarity'])}, C2ST RBF {cell(lambda g: g['c2st_rbf_accuracy'])}, "
+            f"MMD² {cell(lambda g: g['mmd']['mmd2'], 4)}, TSTR {cell(lambda g: g['tstr_accuracy'])}")
 
 
 def table(results: Path, subject: str = "sub001") -> str:

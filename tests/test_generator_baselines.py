@@ -86,3 +86,29 @@ def test_fidelity_json_holds_the_classical_generator_beside_the_model(prepared_s
     assert baseline["temporal_autocorrelation"]["lag1"] == pytest.approx(real_lag1, abs=0.08)
     assert baseline["global_std"] == pytest.approx(results["global_std"]["heldout_real"], rel=0.1)
     assert baseline["memorisation_ratio"] > 0.9  # it draws new volumes, it does not copy
+
+
+def test_real_runs_of_the_synthetic_size_are_scored_like_a_generator(prepared_slice):
+    """The same-size real reference: disjoint groups of training runs (never a test run), as many runs
+    as the synthetic set, each scored against the held-out runs by the generators' own numbers, with
+    memorisation measured against the other training runs (new real data: ratio near 1)."""
+    data = PreparedData.load(prepared_slice["volumes"], with_raw=True)
+    test = data.is_test
+    real = as_synthetic(data.X[test], data.label_ids[test], data.runs[test])  # three synthetic runs
+    results, _ = evaluate_fidelity(data, real, n_permutations=20)
+    reference = results["real_runs_reference"]
+    assert reference["runs_per_group"] == 3
+    assert reference["groups"] == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert len(reference["per_group"]) == 3
+    baseline = results["generator_baselines"]["gaussian_var1"]
+    for group in reference["per_group"]:
+        assert set(group) == set(baseline)  # every number a generator gets
+        assert 0.8 < group["memorisation_ratio"] < 1.25
+        assert group["global_std"] == pytest.approx(1.0, abs=0.05)  # z-scored real runs
+        # real runs carry real temporal structure: lag-1 autocorrelation as in the held-out runs (0.32-0.38 measured)
+        assert group["temporal_autocorrelation"]["lag1"] == pytest.approx(
+            results["temporal_autocorrelation"]["heldout_real"]["lag1"], abs=0.1)
+    # a synthetic set of more runs than the training data has: no reference, and the note says why
+    from modalmerge.analysis.fidelity import real_runs_reference
+    empty = real_runs_reference(data, {}, n_runs=len(data.train_runs) + 1)
+    assert empty["groups"] == [] and "fewer than" in empty["note"]

@@ -67,6 +67,13 @@ def test_summary_json_holds_the_numbers_of_the_stage_outputs(workflow_dir):
                if e["better"] == "lower" else abs(e["model"] - e["real_or_ceiling"]) < abs(e["gaussian_var1"] - e["real_or_ceiling"])
                for e in realism["measures"].values())
     assert realism["model_better"]["gaussian_var1"] == wins and realism["of"] == len(realism["measures"]) == 14
+    # real runs of the synthetic set's size beside them: a reference, never counted as a competitor
+    groups = fidelity["real_runs_reference"]["per_group"]
+    assert len(groups) == 3
+    same_size = realism["measures"]["connectivity similarity"]["real_runs_same_size"]
+    assert same_size["values"] == [g["connectivity_similarity"] for g in groups]
+    assert same_size["min"] <= same_size["mean"] <= same_size["max"]
+    assert "real_runs_same_size" not in realism["model_better"]
 
 
 def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
@@ -80,6 +87,7 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     realism = summary["realism_vs_classical_generator"]
     assert f"model better on {realism['model_better']['gaussian_var1']} of 14 measures" in headline
     assert "Against the classical generator" in page
+    assert "real runs, same size: mean [min, max]" in page and "groups of 3 (1-2-3, 4-5-6, 7-8-9)" in page
     assert "attention vs selectivity (Spearman)" in page  # the interpretability numbers, whatever they say
     assert "classifier evidence vs selectivity (Spearman)" in page
 

@@ -149,13 +149,34 @@ def generator_table(fidelity, realism=None) -> list[str]:
     realism = realism or realism_against_generators(fidelity)  # the summary's, when the page is built
     names = list(fidelity["generator_baselines"])
     significant = lambda value: f"{value:.3g}" if abs(value) < 0.1 else f"{value:.3f}"  # MMD² is ~0.002
+    def same_size(entry):
+        reference = entry.get("real_runs_same_size")
+        return (f"{significant(reference['mean'])} [{significant(reference['min'])}, {significant(reference['max'])}]"
+                if reference else "–")
     rows = [[measure, significant(entry["model"]), *[significant(entry[name]) for name in names],
-             significant(entry["real_or_ceiling"]), entry["better"]]
+             same_size(entry), significant(entry["real_or_ceiling"]), entry["better"]]
             for measure, entry in realism["measures"].items()]
     wins = ", ".join(f"{name}: model better on {n} of {realism['of']}" for name, n in realism["model_better"].items())
     return ["<h3>Against the classical generator</h3>",
             f"<p>{html.escape(fidelity.get('generator_baselines_note', ''))}. {html.escape(wins)}.</p>",
-            table(rows, ["measure", "model", *names, "real held-out / ceiling", "better is"])]
+            f"<p>{html.escape(same_size_note(fidelity))}</p>",
+            table(rows, ["measure", "model", *names, "real runs, same size: mean [min, max]", "real held-out / ceiling",
+                         "better is"])]
+
+
+def same_size_note(fidelity) -> str:
+    reference = fidelity.get("real_runs_reference") or {}
+    if not reference.get("groups"):
+        return "Real runs of the synthetic set's size: " + reference.get("note", "not in this fidelity.json") + "."
+    return (f"Real runs of the synthetic set's size: training runs in groups of {reference['runs_per_group']} "
+            f"({', '.join('-'.join(map(str, g)) for g in reference['groups'])}) scored like a generator. "
+            f"{reference['note']}. {C2ST_LINEAR_CAVEAT}")
+
+
+C2ST_LINEAR_CAVEAT = ("The linear C2ST of real groups sits far below 0.5, largely because every real run is z-scored to a zero mean "
+                      "per voxel: leaving volumes out of a whole-run set moves its remaining mean away from them, so a "
+                      "mean-difference classifier is pushed the wrong way. Synthetic sets have no such constraint, "
+                      "so 0.5 stays the linear C2ST's ideal")
 
 
 def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:

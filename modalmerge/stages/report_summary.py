@@ -8,6 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 CLAIMS = {"ssim": 0.82, "decoding_accuracy": 0.78, "anomaly_auroc": 0.89}
@@ -108,5 +109,9 @@ def realism_against_generators(fidelity: dict) -> dict:
             model_wins = {"higher": entry["model"] > entry[name], "lower": entry["model"] < entry[name],
                           "closer": abs(entry["model"] - real) < abs(entry[name] - real)}[better]
             wins[name] += int(model_wins)
+        reference = [generator_of(values) for values in fidelity.get("real_runs_reference", {}).get("per_group", [])]
+        if reference:  # real runs of the synthetic set's size: a reference, not a competitor
+            entry["real_runs_same_size"] = {"mean": float(np.mean(reference)), "min": float(min(reference)),
+                                            "max": float(max(reference)), "values": reference}
         measures[measure] = entry
     return {"measures": measures, "model_better": wins, "of": len(REALISM_MEASURES)}
