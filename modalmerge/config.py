@@ -74,6 +74,12 @@ def _check_across_keys(config: dict) -> None:
         raise ModalMergeInputError(
             f"config key 'sample.variance': 'large' is ancestral sampling with variance beta (eta 1), but sample.eta is "
             f"{sample['eta']}; set sample.eta: 1.0 or sample.variance: small.")
+    decode = config.get("decode", {})
+    if decode.get("diffusion_prune_after") is not None and decode["diffusion_prune_after"] >= decode.get("diffusion_pairs", 8):
+        raise ModalMergeInputError(
+            f"config key 'decode.diffusion_prune_after': pruning after {decode['diffusion_prune_after']} pairs leaves none of "
+            f"decode.diffusion_pairs ({decode.get('diffusion_pairs', 8)}) for the kept categories; use 1.."
+            f"{decode.get('diffusion_pairs', 8) - 1}, or null for no pruning.")
     test_runs = set(config.get("prep", {}).get("split", {}).get("test_runs") or [])
     if test_runs & set(train.get("validation_runs") or []):
         raise ModalMergeInputError(

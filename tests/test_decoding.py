@@ -196,3 +196,59 @@ def test_nilearns_decoder_records_the_screening_percentile_it_really_used(prepar
     assert result["screening_percentile_requested"] == 20
     assert result["screening_percentile_effective"] == 100.0
     assert "instead of 20" in result["screening_note"]
+
+
+def template_problem(n_runs=2, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    grid = (5, 4, 1)
+    templates = torch.as_tensor(rng.normal(size=(9, *grid)), dtype=torch.float32)
+    templates[8] = 0  # rest
+    scheduler = Scheduler(1000)
+    diffusion = GaussianDiffusion(TemplateDenoiser(templates, scheduler), scheduler, torch.ones(grid))
+    label_ids = np.array([8, 8, 3, 3, 3, 8, 8, 5, 5, 5, 8, 8] * n_runs)
+    runs = np.repeat(np.arange(1, n_runs + 1), 12)
+    X = templates[label_ids].numpy() + noise * rng.normal(size=(len(label_ids), *grid)).astype(np.float32)
+    blocks = stimulus_blocks(label_ids, runs, rest_id=8)
+    return diffusion, block_clips(X, label_ids, runs, blocks, clip_length=4, rest_id=8), [b[3] for b in blocks]
+
+
+def test_candidate_pruning_spends_fewer_forwards_and_keeps_the_kept_candidates_errors(monkeypatch):
+    """Pruning after 2 of 6 pairs, keeping 3 of 8 categories: the kept candidates' errors are the
+    unpruned classifier's (the pairs are shared), the pruned ones stop after 2 pairs and can never
+    win, the network sees 8 x 2 + 3 x 4 clips per block instead of 8 x 6, and the answer is the same."""
+    diffusion, (clips, design, target), truth = template_problem(n_runs=3)
+    full = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=6, batch_size=16).fit()
+    pruned = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=6, batch_size=16, prune_after=2, keep=3).fit()
+    seen = []
+    original = type(diffusion).denoising_error_map
+    monkeypatch.setattr(type(diffusion), "denoising_error_map", lambda self, x0, *a: seen.append(len(x0)) or original(self, x0, *a))
+    all_errors = full.pair_errors(clips, design, target)
+    assert sum(seen) == len(clips) * 8 * 6 == len(clips) * full.forwards_per_block()
+    seen.clear()
+    errors, maps = pruned.pair_errors(clips, design, target, voxel_maps=True)
+    assert sum(seen) == len(clips) * (8 * 2 + 3 * 4) == len(clips) * pruned.forwards_per_block()
+    kept = ~np.isnan(errors).any(axis=2)
+    assert kept.sum(axis=1).tolist() == [3] * len(clips)
+    np.testing.assert_array_equal(errors[:, :, :2], all_errors[:, :, :2])  # every candidate on the first pairs
+    np.testing.assert_array_equal(errors[kept], all_errors[kept])
+    early_best = np.argsort(all_errors[:, :, :2].mean(axis=2), axis=1, kind="stable")[:, :3]
+    assert all(set(np.flatnonzero(k)) == set(b) for k, b in zip(kept, early_best))
+    decision = pruned.candidate_errors(errors)
+    assert np.isinf(decision[~kept]).all() and np.isfinite(decision[kept]).all()
+    assert pruned.predict_blocks(clips, design, target).tolist() == full.predict_blocks(clips, design, target).tolist() == truth
+    # the evidence maps: a kept candidate's is the unpruned one; a pruned candidate's averages its 2 pairs
+    _, full_maps = full.pair_errors(clips, design, target, voxel_maps=True)
+    np.testing.assert_allclose(maps[kept], full_maps[kept], rtol=1e-6)
+    np.testing.assert_allclose(maps.reshape(*maps.shape[:2], -1).sum(2)[~kept] / 20,
+                               np.nanmean(errors, axis=2)[~kept], rtol=1e-5)
+
+
+def test_candidate_pruning_is_refused_where_it_would_leave_no_pairs():
+    from modalmerge.config import validate_config
+    from modalmerge.errors import ModalMergeInputError
+    diffusion, _, _ = template_problem()
+    with pytest.raises(ValueError, match="prune_after is 8"):
+        DiffusionClassifier(diffusion, CATEGORIES, n_pairs=8, prune_after=8).fit()
+    with pytest.raises(ModalMergeInputError, match="decode.diffusion_prune_after"):
+        validate_config({"decode": {"diffusion_pairs": 8, "diffusion_prune_after": 8}})
+    assert validate_config({"decode": {"diffusion_pairs": 16, "diffusion_prune_after": 4}})["decode"]["diffusion_keep"] == 2

@@ -90,7 +90,8 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
             with model_autocast(device, precision):
                 found = diffusion_classifier_decoding(
                     diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
-                    config["diffusion_pairs"], n_perm, seed, voxel_maps=evidence is not None)
+                    config["diffusion_pairs"], n_perm, seed, voxel_maps=evidence is not None,
+                    prune_after=config["diffusion_prune_after"], keep=config["diffusion_keep"])
             if evidence is None:  # the per-voxel bookkeeping only when someone keeps the maps
                 return {**found, "inference_precision": precision}
             result, (maps, truth) = found
