@@ -94,3 +94,52 @@ def test_dropout_fools_deviation_detectors_but_not_the_variance_deficit(data, in
     deficit = VarianceDeficitDetector(data.mask).fit(train_clips).decision_function(injected["clips"][pick])
     assert clip_metrics(zscore, labels)["auroc"] < 0.6
     assert clip_metrics(deficit, labels)["auroc"] > 0.7
+
+
+UNSEEN = {"frozen_frame": [3], "ghost": [1.0], "kspace_spike": [1.0], "drift": [1.0]}
+
+
+@pytest.fixture(scope="module")
+def unseen(data) -> dict:
+    return inject_anomalies(data.X, data.X_raw, data.runs, data.is_test, data.mask, 8, UNSEEN, seed=0)
+
+
+def test_the_unseen_types_are_not_in_the_workflows_anomaly_set():
+    from modalmerge.analysis.anomalies import UNSEEN_TYPES
+    assert set(UNSEEN) == set(UNSEEN_TYPES) and not set(UNSEEN_TYPES) & set(ANOMALY_TYPES)
+
+
+def test_each_unseen_type_does_what_its_artifact_does(data, unseen):
+    normals = unseen["clips"][unseen["types"] == "none"]
+    brain = data.mask
+    for i in np.flatnonzero(unseen["types"] != "none"):
+        kind, clip, truth = unseen["types"][i], unseen["clips"][i], unseen["masks"][i]
+        clean = normals[unseen["source_clip"][i]]
+        changed = (clip != clean).reshape(8, -1).any(1)
+        assert not (clip[:, ~brain] != 0).any()  # nothing outside the brain
+        if kind == "frozen_frame":  # three volumes repeat the one before them
+            start = int(np.flatnonzero(changed)[0])
+            assert changed.sum() <= 3 and start >= 1
+            for f in range(start, start + 3):
+                np.testing.assert_array_equal(clip[f], clean[start - 1])
+            assert truth.reshape(8, -1).any(1).sum() == 3
+        elif kind == "ghost":  # the volume shifted by half the field of view along the second axis
+            frames = np.flatnonzero(changed)
+            assert 1 <= len(frames) <= 3
+            f = frames[0]
+            expected = np.where(brain, np.roll(clean[f], clean.shape[2] // 2, axis=1), 0)
+            np.testing.assert_allclose(clip[f] - clean[f], expected, atol=1e-5)
+            assert not (truth & ~(np.abs(clip - clean) > 0.5 - 1e-6)).any()
+        elif kind == "kspace_spike":  # one volume carries a plane wave of amplitude 1
+            assert changed.sum() == 1
+            wave = (clip - clean)[changed][0][brain]
+            assert np.abs(wave).max() == pytest.approx(1.0, abs=0.05) and abs(wave.mean()) < 0.3
+        elif kind == "drift":  # a ramp from 0 to 1 over the clip, every brain voxel
+            ramp = (clip - clean)[:, brain].mean(1)
+            np.testing.assert_allclose(ramp, np.linspace(0, 1, 8), atol=1e-5)
+            assert not truth[0].any() and truth[1:].any(axis=(1, 2, 3)).all()
+
+
+def test_a_frozen_frame_needs_a_volume_to_repeat(data):
+    with pytest.raises(ValueError, match="frozen_frame strength"):
+        AnomalyInjector(data.mask).inject("frozen_frame", data.X[:8], 8, np.random.default_rng(0))

@@ -15,6 +15,21 @@ Strengths are in units of the data's own noise: the voxel's temporal standard de
   z-scored map would be nearly invisible, a shift of the raw image moves the anatomy's edges.
   Truth: voxels whose value changed by more than 1 noise std.
 * ``noise_burst``: regional Gaussian noise of std = strength in a sphere for ``duration`` volumes.
+
+Types no detector was designed or tuned for (``UNSEEN_TYPES``; not in the workflow's anomaly set,
+used by ``bench/unseen_anomalies.py`` to ask whether a detector of "not normal" sees what it was not
+built for). They were written after the detectors, from scanner and acquisition artifacts:
+
+* ``frozen_frame``: a stuck reconstruction, strength = how many consecutive volumes repeat the
+  volume before them (values stay in range; only the time course is wrong). Truth: those volumes.
+* ``ghost``: a Nyquist (N/2) ghost, strength x the volume shifted by half the field of view along
+  its second axis, added inside the brain for ``duration`` volumes. Truth: voxels it moved by more
+  than 0.5 noise std.
+* ``kspace_spike``: a single bad k-space sample, seen in image space as a plane wave
+  ``strength * cos(2 pi (kx x / nx + ky y / ny) + phase)`` over the brain of one volume, with random
+  integer spatial frequencies 2-6 and phase. Truth: that volume's brain voxels.
+* ``drift``: scanner drift, a linear ramp from 0 to strength over the whole clip in every brain voxel.
+  Truth: the voxels of the volumes after the first.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from scipy import ndimage
 from ..data.clips import make_clips
 
 ANOMALY_TYPES = ("blob", "dropout", "spike", "motion", "noise_burst")
+UNSEEN_TYPES = ("frozen_frame", "ghost", "kspace_spike", "drift")
 
 
 def sphere(mask: np.ndarray, centre, radius: float) -> np.ndarray:
@@ -98,8 +114,31 @@ class AnomalyInjector:
                 change = np.where(self.mask, (moved - raw_clip[f]) / voxel_std, 0)
                 clip[f] += change
                 truth[f] = np.abs(change) > 1.0
+        elif kind == "frozen_frame":
+            repeats = int(strength)
+            if not 1 <= repeats < length:
+                raise ValueError(f"frozen_frame strength is the number of repeated volumes, 1 to {length - 1}; got {strength}.")
+            start = int(rng.integers(1, length - repeats + 1))
+            clip[start:start + repeats] = clip[start - 1]
+            truth[start:start + repeats] = self.mask
+        elif kind == "ghost":
+            frames = self._frames(length, rng)
+            shifted = np.roll(clip[frames], clip.shape[2] // 2, axis=2)
+            change = np.where(self.mask, strength * shifted, 0)
+            clip[frames] += change
+            truth[frames] = np.abs(change) > 0.5
+        elif kind == "kspace_spike":
+            frames = self._frames(length, rng, duration=1)
+            kx, ky = rng.integers(2, 7, size=2)
+            x, y = np.meshgrid(np.arange(clip.shape[1]), np.arange(clip.shape[2]), indexing="ij")
+            wave = np.cos(2 * np.pi * (kx * x / clip.shape[1] + ky * y / clip.shape[2]) + rng.uniform(0, 2 * np.pi))
+            clip[frames] += strength * wave[..., None] * self.mask
+            truth[frames] = self.mask
+        elif kind == "drift":
+            clip += strength * np.linspace(0, 1, length)[:, None, None, None] * self.mask
+            truth[1:] = self.mask
         else:
-            raise ValueError(f"anomaly type must be one of {', '.join(ANOMALY_TYPES)}; got {kind!r}.")
+            raise ValueError(f"anomaly type must be one of {', '.join(ANOMALY_TYPES + UNSEEN_TYPES)}; got {kind!r}.")
         clip[:, ~self.mask] = 0
         return clip.astype(np.float32), truth
 

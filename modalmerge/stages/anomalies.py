@@ -36,14 +36,45 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
     with np.load(injected_path) as npz:
         injected = {k: npz[k] for k in npz.files}
     data = PreparedData.load(volumes_path)
+    # a missing or broken checkpoint fails here, before the classical detectors' work
+    diffusion = None if checkpoint_path is None else load_diffusion(checkpoint_path, device)[0]
+    defaults = config["default_strengths"]
+    results, diffusion_maps = score_detectors(injected, data, diffusion, config, device, precision)
+    summary = {"default_strengths": defaults, "strength_unit": "voxel temporal std (z units); motion: voxels; dropout: fraction of signal removed",
+               "voxel_fp_rate": config["voxel_fp_rate"], "seed": int(injected["seed"]),
+               "n_normal_clips": int((injected["types"] == "none").sum()), "test_runs": data.test_runs,
+               "detectors": results}
+    with atomic_file(out["json"]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    rows = ["detector\ttype\tstrength\tauroc\tauprc"]
+    for name, entry in results.items():
+        for kind, by in entry["by_strength"].items():
+            for strength, metrics in by.items():
+                rows.append(f"{name}\t{kind}\t{strength}\t{metrics['auroc']:.4f}\t{metrics['auprc']:.4f}")
+    with atomic_file(out["table"]) as tmp:
+        tmp.write_text("\n".join(rows) + "\n")
+    with atomic_file(out["roc"]) as tmp:
+        np.savez_compressed(tmp, **{f"{n}_fpr": np.array(e["roc"]["fpr"]) for n, e in results.items()},
+                            **{f"{n}_tpr": np.array(e["roc"]["tpr"]) for n, e in results.items()})
+    with atomic_file(out["figure_roc"]) as tmp:
+        plot_roc_curves(results, tmp)
+    with atomic_file(out["figure_strength"]) as tmp:
+        plot_auroc_vs_strength(results, tmp)
+    with atomic_file(out["figure_examples"]) as tmp:
+        plot_anomaly_examples(injected, data.mask, diffusion_maps, defaults, tmp)
+    return {name: round(entry["auroc"], 3) for name, entry in results.items()}
+
+
+def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict, device, precision: str) -> tuple[dict, np.ndarray | None]:
+    """Fit every classical detector (and the diffusion detector, when ``diffusion`` is a trained model)
+    on clean clips of the training runs, score the injected clips of the held-out runs, and evaluate
+    each at ``config["default_strengths"]``: ``(results by detector, the diffusion detector's maps)``."""
     clip_length = int(injected["clip_length"])
     train_clips, train_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, clip_length, stride=clip_length)
     starts = injected["clip_starts"]
     design = np.stack([data.label_ids[s:s + clip_length] for s in starts])
     if data.is_test[starts].sum() != len(starts):
         raise RuntimeError("an injected clip comes from a training run")  # guards the split
-    # a missing or broken checkpoint fails here, before the classical detectors' work
-    diffusion = None if checkpoint_path is None else load_diffusion(checkpoint_path, device)[0]
     defaults = config["default_strengths"]
     results, timings = {}, {}
     for name, detector in classical_detectors(data.mask, config["seed"]).items():
@@ -70,29 +101,7 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
         log.info("diffusion: AUROC %.3f", results["diffusion"]["auroc"])
     for name in results:
         results[name]["runtime_s"] = timings[name]
-    summary = {"default_strengths": defaults, "strength_unit": "voxel temporal std (z units); motion: voxels; dropout: fraction of signal removed",
-               "voxel_fp_rate": config["voxel_fp_rate"], "seed": int(injected["seed"]),
-               "n_normal_clips": int((injected["types"] == "none").sum()), "test_runs": data.test_runs,
-               "detectors": results}
-    with atomic_file(out["json"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    rows = ["detector\ttype\tstrength\tauroc\tauprc"]
-    for name, entry in results.items():
-        for kind, by in entry["by_strength"].items():
-            for strength, metrics in by.items():
-                rows.append(f"{name}\t{kind}\t{strength}\t{metrics['auroc']:.4f}\t{metrics['auprc']:.4f}")
-    with atomic_file(out["table"]) as tmp:
-        tmp.write_text("\n".join(rows) + "\n")
-    with atomic_file(out["roc"]) as tmp:
-        np.savez_compressed(tmp, **{f"{n}_fpr": np.array(e["roc"]["fpr"]) for n, e in results.items()},
-                            **{f"{n}_tpr": np.array(e["roc"]["tpr"]) for n, e in results.items()})
-    with atomic_file(out["figure_roc"]) as tmp:
-        plot_roc_curves(results, tmp)
-    with atomic_file(out["figure_strength"]) as tmp:
-        plot_auroc_vs_strength(results, tmp)
-    with atomic_file(out["figure_examples"]) as tmp:
-        plot_anomaly_examples(injected, data.mask, diffusion_maps, defaults, tmp)
-    return {name: round(entry["auroc"], 3) for name, entry in results.items()}
+    return results, diffusion_maps
 
 
 def inject_subject(volumes_path, config: dict, out: dict, clip_length: int) -> dict:
