@@ -7,8 +7,8 @@ Each RESULTS is a finished workflow's ``results/`` folder (its ``prep/SUBJECT/vo
 ``modalmerge.analysis.anomalies.UNSEEN_TYPES`` (frozen frames, a Nyquist ghost, a k-space spike's
 plane wave, scanner drift), at a mild and a strong strength fixed before any detector saw them, are
 injected into the held-out runs' clips exactly as the workflow injects its own five types, and
-every detector of the score stage (the diffusion detector with the checkpoint's own anomaly
-settings) is fitted on clean training-run clips and scored on them. Writes ``summary.json`` and
+every detector of the score stage (the diffusion detector with ``--configfile``'s anomaly settings)
+is fitted on clean training-run clips and scored on them. Writes ``summary.json`` and
 ``summary.md`` (clip AUROC per type and strength, mean ± sd over the RESULTS given).
 """
 
@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from modalmerge.analysis.anomalies import UNSEEN_TYPES, inject_anomalies  # noqa: E402
+from modalmerge.config import load_config  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
 from modalmerge.runtime import inference_precision  # noqa: E402
@@ -35,10 +36,9 @@ STRENGTHS = {"frozen_frame": [1, 3], "ghost": [0.5, 1.0], "kspace_spike": [0.5, 
 assert set(STRENGTHS) == set(UNSEEN_TYPES)
 
 
-def run(results: Path, subject: str, threads: int) -> dict:
+def run(results: Path, subject: str, threads: int, config: dict) -> dict:
     torch.set_num_threads(threads)
     diffusion, meta = load_diffusion(results / "model" / subject / "model.pt")
-    config = meta["config"]["anomalies"]
     data = PreparedData.load(results / "prep" / subject / "volumes.npz", with_raw=True)
     clip_length = meta["config"]["model"]["clip_length"]
     injected = inject_anomalies(data.X, data.X_raw, data.runs, data.is_test, data.mask, clip_length, STRENGTHS,
@@ -55,9 +55,12 @@ def main() -> None:
     parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--subject", default="sub001")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configfile", type=Path, default=REPO / "config.yaml",
+                        help="the workflow configuration whose anomalies block (seed, sizes, diffusion detector) applies")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    runs = [run(folder, args.subject, args.threads) for folder in args.results]
+    config = load_config(args.configfile)["anomalies"]
+    runs = [run(folder, args.subject, args.threads, config) for folder in args.results]
     detectors = list(runs[0])
     columns = [(kind, f"{s:g}") for kind in UNSEEN_TYPES for s in STRENGTHS[kind]]
     summary = {"results": [str(r) for r in args.results], "strengths": STRENGTHS,

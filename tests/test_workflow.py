@@ -28,7 +28,8 @@ def tiny_config() -> dict:
     config["anomalies"]["strengths"] = {"blob": [3.0], "dropout": [1.0], "spike": [0.5, 2.0], "motion": [0.05],
                                         "noise_burst": [1.5]}
     config["anomalies"]["diffusion"].update(steps=1, n_draws=1, calibration_clips=4)
-    config["decode"].update(n_permutations=5, n_permutations_slow=1, diffusion_pairs=1, augmentation_fractions=[0.0, 1.0])
+    config["decode"].update(n_permutations=5, n_permutations_slow=1, diffusion_pairs=2, diffusion_prune_after=1,
+                            augmentation_fractions=[0.0, 1.0])
     return config
 
 

@@ -94,9 +94,11 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
         With pruning, the pairs a pruned candidate was not scored on are NaN (:meth:`candidate_errors`).
 
         With ``voxel_maps``, also the squared error of every voxel ``(n_blocks, n_categories, x, y, z)``
-        averaged over the block's frames and the pairs (a pruned candidate's over the pairs it was
-        scored on): summed over the mask and divided by its size, each map is that block's error for
-        that candidate (see :func:`.attention.classifier_evidence_maps`)."""
+        averaged over the block's frames and the pairs: summed over the mask and divided by its size,
+        each map is that block's error for that candidate (see :func:`.attention.classifier_evidence_maps`).
+        With pruning the maps average the first ``prune_after`` pairs, the ones every candidate was
+        scored on, so candidates are compared on the same pairs (maps of a kept candidate over more
+        pairs would mix in other timesteps and bias any comparison between candidates)."""
         check_is_fitted(self, "classes_")
         t, noise = self.pairs(clips.shape[1:])
         n_blocks, n_classes = len(clips), len(self.classes_)
@@ -107,13 +109,10 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
             self._score(jobs, clips, design, target, t, noise, errors, maps, np.full((n_blocks, n_classes), self.n_pairs))
             return (errors, maps) if voxel_maps else errors
         early = [(b, c, p) for b in range(n_blocks) for c in range(n_classes) for p in range(self.prune_after)]
-        sums = np.zeros_like(maps) if voxel_maps else None
-        self._score(early, clips, design, target, t, noise, errors, sums, np.ones((n_blocks, n_classes)))
+        self._score(early, clips, design, target, t, noise, errors, maps, np.full((n_blocks, n_classes), self.prune_after))
         kept = np.argsort(errors[:, :, :self.prune_after].mean(axis=2), axis=1, kind="stable")[:, :self.keep]
         late = [(b, c, p) for b in range(n_blocks) for c in kept[b] for p in range(self.prune_after, self.n_pairs)]
-        self._score(late, clips, design, target, t, noise, errors, sums, np.ones((n_blocks, n_classes)))
-        if voxel_maps:
-            maps = sums / (~np.isnan(errors)).sum(axis=2)[(...,) + (None,) * (sums.ndim - 2)]
+        self._score(late, clips, design, target, t, noise, errors, None, None)
         return (errors, maps) if voxel_maps else errors
 
     def _score(self, jobs, clips, design, target, t, noise, errors, maps, divisor) -> None:
