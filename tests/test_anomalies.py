@@ -143,3 +143,10 @@ def test_each_unseen_type_does_what_its_artifact_does(data, unseen):
 def test_a_frozen_frame_needs_a_volume_to_repeat(data):
     with pytest.raises(ValueError, match="frozen_frame strength"):
         AnomalyInjector(data.mask).inject("frozen_frame", data.X[:8], 8, np.random.default_rng(0))
+
+
+def test_the_anomaly_set_does_not_depend_on_the_order_of_the_configs_keys(data, injected):
+    """A configuration written with sorted keys (yaml.safe_dump does that) gives the same set."""
+    shuffled = {k: STRENGTHS[k] for k in sorted(STRENGTHS, reverse=True)}
+    again = inject_anomalies(data.X, data.X_raw, data.runs, data.is_test, data.mask, 8, shuffled, seed=0)
+    assert np.array_equal(again["clips"], injected["clips"]) and np.array_equal(again["types"], injected["types"])

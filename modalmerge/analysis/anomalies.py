@@ -157,7 +157,11 @@ def inject_anomalies(X, X_raw, runs, is_test, mask, clip_length: int, strengths:
     injector = AnomalyInjector(mask, blob_sigma, radius, duration)
     rng = np.random.default_rng(seed)
     out_clips, truths, kinds, levels, sources = [clips], [np.zeros(clips.shape, bool)], ["none"] * len(clips), [0.0] * len(clips), list(range(len(clips)))
-    for kind, values in strengths.items():
+    # types in a fixed order (the documented one, then any other sorted), so the random draws and the
+    # set do not depend on the order of the keys in the configuration file
+    known = ANOMALY_TYPES + UNSEEN_TYPES
+    order = sorted(strengths, key=lambda k: (known.index(k) if k in known else len(known), k))
+    for kind, values in ((k, strengths[k]) for k in order):
         for strength in values:
             for i, clip in enumerate(clips):
                 injected, truth = injector.inject(kind, clip, strength, rng, raw_clips[i], voxel_std[clip_runs[i]])
