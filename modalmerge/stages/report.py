@@ -14,7 +14,8 @@ import numpy as np
 from ..atomic import atomic_file
 from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img,
                           learning_curve_parts, load_json,
-                          not_run, png_file_to_base64, selectivity_table, table, temporal_lag_parts, training_figure)
+                          not_run, png_file_to_base64, same_size_note, selectivity_table, table, temporal_lag_parts,
+                          training_figure)
 from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
@@ -163,20 +164,6 @@ def generator_table(fidelity, realism=None) -> list[str]:
             table(rows, ["measure", "model", *names, "real runs, same size: mean [min, max]", "real held-out / ceiling",
                          "better is"])]
 
-
-def same_size_note(fidelity) -> str:
-    reference = fidelity.get("real_runs_reference") or {}
-    if not reference.get("groups"):
-        return "Real runs of the synthetic set's size: " + reference.get("note", "not in this fidelity.json") + "."
-    return (f"Real runs of the synthetic set's size: training runs in groups of {reference['runs_per_group']} "
-            f"({', '.join('-'.join(map(str, g)) for g in reference['groups'])}) scored like a generator. "
-            f"{reference['note']}. {C2ST_LINEAR_CAVEAT}")
-
-
-C2ST_LINEAR_CAVEAT = ("The linear C2ST of real groups sits far below 0.5, largely because every real run is z-scored to a zero mean "
-                      "per voxel: leaving volumes out of a whole-run set moves its remaining mean away from them, so a "
-                      "mean-difference classifier is pushed the wrong way. Synthetic sets have no such constraint, "
-                      "so 0.5 stays the linear C2ST's ideal")
 
 
 def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:

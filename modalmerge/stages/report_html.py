@@ -259,3 +259,18 @@ def temporal_lag_parts(result: dict | None) -> list[str]:
     return [img(figure_to_base64(fig), "Temporal attention by lag on training-run clips and on the same clips with "
                 "their frames shuffled in time.", "temporal attention by lag"),
             f"<p>{html.escape(text)} {html.escape(result['note'])}.</p>"]
+
+
+def same_size_note(fidelity) -> str:
+    reference = fidelity.get("real_runs_reference") or {}
+    if not reference.get("groups"):
+        return "Real runs of the synthetic set's size: " + reference.get("note", "not in this fidelity.json") + "."
+    return (f"Real runs of the synthetic set's size: training runs in groups of {reference['runs_per_group']} "
+            f"({', '.join('-'.join(map(str, g)) for g in reference['groups'])}) scored like a generator. "
+            f"{reference['note']}. {C2ST_LINEAR_CAVEAT}")
+
+
+C2ST_LINEAR_CAVEAT = ("The linear C2ST of real groups sits far below 0.5, largely because every real run is z-scored to a zero mean "
+                      "per voxel: leaving volumes out of a whole-run set moves its remaining mean away from them, so a "
+                      "mean-difference classifier is pushed the wrong way. Synthetic sets have no such constraint, "
+                      "so 0.5 stays the linear C2ST's ideal")
