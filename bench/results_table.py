@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modalmerge.stages.report_summary import realism_against_generators  # noqa: E402
 
 HEADER = ("| claim to beat | ModalMerge (honest protocol) | ceiling / reference | strongest baseline |\n"
           "|---|---|---|---|")
@@ -101,16 +103,18 @@ def generator_rows(f: dict) -> list[str]:
 
 
 def same_size(f: dict) -> str:
-    """Real training runs of the synthetic set's size, scored like a generator: mean [min, max] over groups."""
-    groups = f.get("real_runs_reference", {}).get("per_group", [])
-    if not groups:
+    """Real training runs of the synthetic set's size, scored like a generator: mean [min, max] over groups
+    (the report's own summary of them, :func:`realism_against_generators`)."""
+    reference = f.get("real_runs_reference", {})
+    if not reference.get("per_group"):
         return ""
-    def cell(of, digits=3):
-        values = [of(g) for g in groups]
-        return f"{np.mean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
-    return (f"; real runs of the synthetic set's size ({len(groups)} groups of {f['real_runs_reference']['runs_per_group']}): "
-            f"connectivity {cell(lambda g: g['connectivity_similarity'])}, C2ST RBF {cell(lambda g: g['c2st_rbf_accuracy'])}, "
-            f"MMD² {cell(lambda g: g['mmd']['mmd2'], 4)}, TSTR {cell(lambda g: g['tstr_accuracy'])}")
+    measures = realism_against_generators(f)["measures"]
+    def cell(measure, digits=3):
+        e = measures[measure]["real_runs_same_size"]
+        return f"{e['mean']:.{digits}f} [{e['min']:.{digits}f}, {e['max']:.{digits}f}]"
+    return (f"; real runs of the synthetic set's size ({len(reference['per_group'])} groups of {reference['runs_per_group']}): "
+            f"connectivity {cell('connectivity similarity')}, C2ST RBF {cell('C2ST accuracy, RBF (0.5 ideal)')}, "
+            f"MMD² {cell('MMD²', 4)}, TSTR {cell('TSTR accuracy')}")
 
 
 def table(results: Path, subject: str = "sub001") -> str:

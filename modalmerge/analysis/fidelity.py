@@ -126,7 +126,8 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     real = dict(X_test=X_test, y_test=y_test, X_train=X_train, y_train=y_train, mask=mask,
                 categories=categories, window=window, data_range=data_range, decoder=decoder, seed=seed,
                 n_permutations=n_permutations)
-    own = set_metrics(X_syn, y_syn, contiguous_segments(synthetic["design_run"]), **real)
+    segments = contiguous_segments(synthetic["design_run"])
+    own = set_metrics(X_syn, y_syn, segments, **real)
     corr_ceiling = F.map_correlation(train_means, real_means, mask)
     results["map_correlation"] = own["map_correlation"]
     results["map_correlation_ceiling"] = float(corr_ceiling.mean())
@@ -179,7 +180,7 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     }
     results["generator_baselines"] = generator_baselines(data, real)
     results["generator_baselines_note"] = GENERATOR_NOTE
-    results["real_runs_reference"] = real_runs_reference(data, real, n_runs=len(np.unique(contiguous_segments(synthetic["design_run"]))))
+    results["real_runs_reference"] = real_runs_reference(data, real, n_runs=len(np.unique(segments)))
 
     table = pd.DataFrame({
         "category": [class_names[c] for c in categories],
