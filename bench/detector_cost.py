@@ -1,0 +1,170 @@
+"""The diffusion detector's cost against its accuracy, on the development split (may choose).
+
+    python bench/detector_cost.py DEV_FOLDER [DEV_FOLDER ...] --out bench/results/detector_cost_dev.json
+
+Each folder is a development-split workflow folder (``bench/ablation.py --select``: the model trained
+on runs 1-8, run 9 plays the held-out run, runs 10-12 are left out). Its workflow is taken up to
+``inject_synthetic_anomalies`` (anomalies injected into run 9's clips at the configured strengths);
+then the diffusion detector is scored in the variants below, with the calibration clips of the
+score stage (``anomalies.diffusion.calibration_clips`` training-run clips, drawn with
+``anomalies.seed``) and the workflow's inference precision. Forward passes per clip = steps x draws
+(x noise levels).
+
+Variants, fixed before any was run:
+- ``t200 s2 d2``: the workflow's (reconstruction from t = 200, 2 DDIM steps, 2 noise draws), 4 forwards;
+- ``t200 s1 d2``, ``t200 s2 d1``: 2 forwards; ``t200 s1 d1``: 1 forward;
+- ``t100+200+400 s1 d1``: reconstruction from three noise levels, one step and one draw each, the
+  voxelwise standardised residual maps averaged over levels before smoothing (a multi-level
+  ensemble after AnoDDPM / pDDPM), 3 forwards.
+
+Rules, written before the first run (seeds = the folders given, 0-2):
+- speed: the cheapest of the 1- and 2-forward variants whose paired difference to the workflow's
+  (variant - workflow, per seed) has mean >= -sd, for the pooled clip AUROC and for the blob voxel
+  AUPRC, replaces the workflow's settings; if none qualifies, the settings stay;
+- quality: the multi-level variant replaces the workflow's if its pooled AUROC's paired difference
+  has mean > sd (an improvement beyond its spread) and no type's AUROC falls by more than 0.05 on
+  average.
+The test runs 10-12 are never touched here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO)]
+from modalmerge.analysis.anomaly_metrics import evaluate_detector  # noqa: E402
+from modalmerge.analysis.detectors import ClipDetector, classical_detectors, frame_max, smooth  # noqa: E402
+from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
+from modalmerge.data.clips import make_clips  # noqa: E402
+from modalmerge.data.dataset import PreparedData  # noqa: E402
+from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
+from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
+
+VARIANTS = {  # name: (noise levels, DDIM steps, draws)
+    "t200 s2 d2": ((200,), 2, 2),
+    "t200 s1 d2": ((200,), 1, 2),
+    "t200 s2 d1": ((200,), 2, 1),
+    "t200 s1 d1": ((200,), 1, 1),
+    "t100+200+400 s1 d1": ((100, 200, 400), 1, 1),
+}
+
+
+class MultiLevelDetector(ClipDetector):
+    """Diffusion detectors at several noise levels; their voxelwise standardised residual maps are
+    averaged before the smoothing and the frame maximum (through the model's public methods only)."""
+
+    def __init__(self, mask=None, diffusion=None, levels=(100, 200, 400), steps: int = 1, n_draws: int = 1,
+                 smoothing: float = 1.0, seed: int = 0):
+        super().__init__(mask)
+        self.diffusion, self.levels, self.steps, self.n_draws = diffusion, levels, steps, n_draws
+        self.smoothing, self.seed = smoothing, seed
+
+    def _fit(self, clips, design):
+        self.parts_ = [DiffusionDetector(self.mask, self.diffusion, t, self.steps, self.n_draws, smoothing=0,
+                                         seed=self.seed).fit(clips, design) for t in self.levels]
+
+    def _maps(self, clips, design):
+        standardised = np.mean([part.score_maps(clips, design) for part in self.parts_], axis=0)
+        return smooth(standardised, self.mask_, self.smoothing) if self.smoothing else standardised
+
+    def _clip_scores(self, clips, maps):
+        return frame_max(maps, self.mask_)
+
+
+def score_folder(folder: Path) -> dict:
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["prep"]["split"]["test_runs"] == [9], f"{folder}: not a development-split folder"
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(folder),
+                    "--configfile", str(folder / "config.yaml"), "--cores", "2", "results/anomalies/sub001/injected.npz"],
+                   check=True, capture_output=True)
+    torch.set_num_threads(2)
+    injected = dict(np.load(folder / "results/anomalies/sub001/injected.npz"))
+    data = PreparedData.load(folder / "results/prep/sub001/volumes.npz")
+    length = int(injected["clip_length"])
+    clips, labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, length, stride=length)
+    design = np.stack([data.label_ids[s:s + length] for s in injected["clip_starts"]])
+    cfg = config["anomalies"]
+    defaults = cfg["default_strengths"]
+    diffusion, _ = load_diffusion(folder / "results/model/sub001/model.pt", torch.device("cpu"))
+    precision = inference_precision(torch.device("cpu"), config["train"].get("inference_precision", "auto"))
+    calibration = np.random.default_rng(cfg["seed"]).choice(len(clips), min(cfg["diffusion"]["calibration_clips"], len(clips)),
+                                                            replace=False)
+    detectors = {name: (d, None, 0) for name, d in classical_detectors(data.mask, 0).items()}
+    for name, (levels, steps, draws) in VARIANTS.items():
+        detector = (DiffusionDetector(data.mask, diffusion, levels[0], steps, draws, seed=cfg["seed"]) if len(levels) == 1
+                    else MultiLevelDetector(data.mask, diffusion, levels, steps, draws, seed=cfg["seed"]))
+        detectors[name] = (detector, calibration, len(levels) * steps * draws)
+    out = {"folder": str(folder), "train_seed": config["train"]["seed"], "precision": precision,
+           "n_clips": int(len(injected["clips"])), "n_calibration_clips": int(len(calibration)), "detectors": {}}
+    for name, (detector, pick, forwards) in detectors.items():
+        started = time.perf_counter()
+        with model_autocast(torch.device("cpu"), precision):
+            detector.fit(clips) if pick is None else detector.fit(clips[pick], labels[pick])
+            maps = detector.score_maps(injected["clips"], design)
+        scores = detector.decision_function(injected["clips"], design, maps=maps)
+        r = evaluate_detector(scores, maps, injected, data.mask, defaults, cfg["voxel_fp_rate"])
+        out["detectors"][name] = {"auroc": r["auroc"], "by_type": {k: r["by_type"][k]["auroc"] for k in defaults},
+                                  "blob_voxel_auprc": r["by_type"]["blob"].get("voxel_auprc"),
+                                  "forwards_per_clip": forwards, "seconds": time.perf_counter() - started}
+        print(f"{folder.name}: {name}: AUROC {r['auroc']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return out
+
+
+def paired(runs: list[dict], name: str, key, reference: str = "t200 s2 d2") -> dict:
+    get = (lambda entry: entry[key]) if isinstance(key, str) else key
+    values = np.array([get(r["detectors"][name]) for r in runs], float)
+    base = np.array([get(r["detectors"][reference]) for r in runs], float)
+    diff = values - base
+    sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
+    return {"mean": float(values.mean()), "sd": sd(values), "difference_mean": float(diff.mean()),
+            "difference_sd": sd(diff)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/detector_cost_dev.json")
+    args = parser.parse_args()
+    runs = [score_folder(folder.resolve()) for folder in args.folders]
+    names = list(runs[0]["detectors"])
+    types = list(runs[0]["detectors"][names[0]]["by_type"])
+    summary = {}
+    for name in names:
+        summary[name] = {"forwards_per_clip": runs[0]["detectors"][name]["forwards_per_clip"],
+                         "seconds": [r["detectors"][name]["seconds"] for r in runs],
+                         "auroc": paired(runs, name, "auroc"),
+                         "blob_voxel_auprc": paired(runs, name, "blob_voxel_auprc"),
+                         "by_type": {k: paired(runs, name, lambda e, k=k: e["by_type"][k]) for k in types}}
+    ok = lambda s, key: s[key]["difference_mean"] >= -s[key]["difference_sd"]  # noqa: E731
+    speed = [n for n in VARIANTS if 0 < summary[n]["forwards_per_clip"] < 4 and len(VARIANTS[n][0]) == 1
+             and ok(summary[n], "auroc") and ok(summary[n], "blob_voxel_auprc")]
+    speed_choice = min(speed, key=lambda n: summary[n]["forwards_per_clip"], default=None)
+    multi = summary["t100+200+400 s1 d1"]
+    quality = (multi["auroc"]["difference_mean"] > multi["auroc"]["difference_sd"]
+               and all(multi["by_type"][k]["difference_mean"] >= -0.05 for k in types))
+    result = {"runs": runs, "summary": summary, "speed_choice": speed_choice, "multi_level_adopted": quality,
+              "rules": __doc__.split("Rules, written before the first run")[1].strip()}
+    args.out.write_text(json.dumps(result, indent=2))
+    print("| detector | forwards / clip | pooled AUROC | vs workflow (paired) | " + " | ".join(types)
+          + " | blob voxel AUPRC |")
+    print("|---|---|---|---|" + "---|" * len(types) + "---|")
+    for name, s in summary.items():
+        cells = [name, str(s["forwards_per_clip"] or ""), f"{s['auroc']['mean']:.3f} ± {s['auroc']['sd']:.3f}",
+                 f"{s['auroc']['difference_mean']:+.3f} ± {s['auroc']['difference_sd']:.3f}",
+                 *(f"{s['by_type'][k]['mean']:.2f}" for k in types), f"{s['blob_voxel_auprc']['mean']:.3f}"]
+        print("| " + " | ".join(cells) + " |")
+    print(f"speed choice: {speed_choice}; multi-level adopted: {quality}")
+
+
+if __name__ == "__main__":
+    main()
