@@ -17,11 +17,19 @@ class DiffusionDetector(ClipDetector):
     anomaly; the voxel map is then smoothed like the z-score matched filter. Conditioning uses the
     known ``design`` labels of each clip (the experiment's timing is known, anomalies are not);
     without them, every frame gets label 0.
+
+    ``average`` says what is averaged over the draws: ``"residual"`` (default) the squared residual of
+    each draw's reconstruction; ``"reconstruction"`` the reconstructions, whose mean is then compared
+    with the clip (the sampling noise each draw re-injects averages out before it is squared).
     """
 
     def __init__(self, mask=None, diffusion=None, t_start: int = 200, steps: int = 2, n_draws: int = 2,
-                 smoothing: float = 1.0, batch_size: int = 32, seed: int = 0):
+                 smoothing: float = 1.0, batch_size: int = 32, seed: int = 0, average: str = "residual"):
         super().__init__(mask)
+        if average not in ("residual", "reconstruction"):
+            raise ValueError(f"average is {average!r}: use 'residual' (mean squared residual over draws) or "
+                             "'reconstruction' (squared residual of the mean reconstruction).")
+        self.average = average
         self.diffusion = diffusion
         self.t_start = t_start
         self.steps = steps
@@ -31,7 +39,8 @@ class DiffusionDetector(ClipDetector):
         self.seed = seed
 
     def residuals(self, clips: np.ndarray, design: np.ndarray | None = None) -> np.ndarray:
-        """Mean squared residual of the reconstruction over ``n_draws``: same shape as ``clips``."""
+        """Squared residual of the reconstruction, averaged over ``n_draws`` as ``average`` says: same
+        shape as ``clips``."""
         design = np.zeros(clips.shape[:2], int) if design is None else design
         diffusion = self.diffusion
         device = diffusion.mask.device
@@ -43,8 +52,11 @@ class DiffusionDetector(ClipDetector):
                 labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
                 noise = torch.randn(x0.shape, generator=generator).to(device)
                 x = diffusion.reconstruct(x0, labels, self.t_start, self.steps, noise)
-                out[s:s + self.batch_size] += ((x - x0) ** 2 * diffusion.mask).cpu().numpy() / self.n_draws
-        return out
+                if self.average == "residual":
+                    out[s:s + self.batch_size] += ((x - x0) ** 2 * diffusion.mask).cpu().numpy() / self.n_draws
+                else:
+                    out[s:s + self.batch_size] += ((x - x0) * diffusion.mask).float().cpu().numpy() / self.n_draws
+        return out if self.average == "residual" else out ** 2
 
     def _fit(self, clips, design):
         residual = self.residuals(clips, design)
