@@ -103,9 +103,12 @@ class MultiLevelDetector(ClipDetector):
         return frame_max(maps, self.mask_)
 
 
-def score_folder(folder: Path, variants: dict) -> dict:
+def development_inputs(folder: Path) -> tuple:
+    """A development-split folder's workflow up to the injected anomalies (run 9), and what the
+    detectors need: ``(config, injected, prepared data, training-run clips, their design labels,
+    the injected clips' design labels)``."""
     config = yaml.safe_load((folder / "config.yaml").read_text())
-    assert config["prep"]["split"]["test_runs"] == [9], f"{folder}: not a development-split folder"
+    assert config["prep"]["split"]["test_runs"] == [9], f"{folder}: not a development-split folder (bench/ablation.py --select)"
     subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(folder),
                     "--configfile", str(folder / "config.yaml"), "--cores", "2", "results/anomalies/sub001/injected.npz"],
                    check=True, capture_output=True)
@@ -115,6 +118,11 @@ def score_folder(folder: Path, variants: dict) -> dict:
     length = int(injected["clip_length"])
     clips, labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, length, stride=length)
     design = np.stack([data.label_ids[s:s + length] for s in injected["clip_starts"]])
+    return config, injected, data, clips, labels, design
+
+
+def score_folder(folder: Path, variants: dict) -> dict:
+    config, injected, data, clips, labels, design = development_inputs(folder)
     cfg = config["anomalies"]
     defaults = cfg["default_strengths"]
     diffusion, _ = load_diffusion(folder / "results/model/sub001/model.pt", torch.device("cpu"))

@@ -15,24 +15,22 @@ AUROC at the default strengths; nothing here is written into the workflow.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 from modalmerge.analysis.anomaly_metrics import evaluate_detector  # noqa: E402
 from modalmerge.analysis.detectors import ClipDetector, classical_detectors, frame_max, smooth  # noqa: E402
 from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
-from modalmerge.data.clips import make_clips  # noqa: E402
-from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
 from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+from detector_cost import development_inputs  # noqa: E402
 
 
 class ScoreDetector(ClipDetector):
@@ -70,17 +68,7 @@ class ScoreDetector(ClipDetector):
 
 def main() -> None:
     folder = Path(sys.argv[1]).resolve()
-    config = yaml.safe_load((folder / "config.yaml").read_text())
-    assert config["prep"]["split"]["test_runs"] == [9], "a development-split folder (bench/ablation.py --select)"
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(folder),
-                    "--configfile", str(folder / "config.yaml"), "--cores", "2", "results/anomalies/sub001/injected.npz"],
-                   check=True, capture_output=True)
-    torch.set_num_threads(2)
-    injected = dict(np.load(folder / "results/anomalies/sub001/injected.npz"))
-    data = PreparedData.load(folder / "results/prep/sub001/volumes.npz")
-    length = int(injected["clip_length"])
-    clips, labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, length, stride=length)
-    design = np.stack([data.label_ids[s:s + length] for s in injected["clip_starts"]])
+    config, injected, data, clips, labels, design = development_inputs(folder)
     defaults = config["anomalies"]["default_strengths"]
     diffusion, _ = load_diffusion(folder / "results/model/sub001/model.pt", torch.device("cpu"))
     precision = inference_precision(torch.device("cpu"), "auto")
