@@ -111,3 +111,7 @@ def test_the_diffusion_learning_curve_trains_each_model_on_its_subset_only(tmp_p
         assert row["runs"] == subset and row["n_synthetic"] > 0
         assert abs(row["gain"] - (row["augmented"] - row["real"])) < 1e-12
     assert summary["2"]["runs"][0]["diffusion"]["real"] == summary["2"]["runs"][0]["gaussian_var1"]["real"]
+    # the shrinkage LDA is trained on the same real runs and scored on the same held-out volumes
+    assert 0 < summary["2"]["runs"][0]["shrinkage_lda_real_only"] <= 1
+    assert summary["2"]["shrinkage_lda_real_only"]["values"] == [summary["2"]["runs"][0]["shrinkage_lda_real_only"]]
+    assert (tmp_path / "out/learning_curve.png").stat().st_size > 0
