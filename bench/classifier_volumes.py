@@ -35,7 +35,7 @@ from scipy.stats import binomtest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from modalmerge.analysis.decoding import linear_svm, permutation_p_value, shuffle_within_runs  # noqa: E402
+from modalmerge.analysis.decoding import fixed_predictions_null, linear_svm, permutation_p_value  # noqa: E402
 from modalmerge.analysis.diffusion_decoding import DiffusionClassifier  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
@@ -66,7 +66,7 @@ def classify_volumes(diffusion, meta: dict, data: PreparedData, decode: dict) ->
     svm = linear_svm().fit(data.X[train][:, data.mask], data.label_ids[train]).predict(data.X[test][:, data.mask])
     right, svm_right = predicted == truth, svm == truth
     rng = np.random.default_rng(decode["seed"])
-    null = [float(np.mean(predicted == shuffle_within_runs(truth, runs, rng))) for _ in range(1000)]
+    null = fixed_predictions_null(predicted, truth, runs, 1000, rng)
     only_diffusion, only_svm = int(np.sum(right & ~svm_right)), int(np.sum(~right & svm_right))
     mcnemar = binomtest(only_diffusion, only_diffusion + only_svm, 0.5).pvalue if only_diffusion + only_svm else 1.0
     return {"test_runs": [int(r) for r in meta["test_runs"]], "n_volumes": int(test.sum()), "precision": precision,

@@ -121,6 +121,17 @@ def development_inputs(folder: Path) -> tuple:
     return config, injected, data, clips, labels, design
 
 
+def fit_and_score(detector, pick, clips, labels, injected, design, mask, anomalies: dict, precision: str) -> dict:
+    """Fit ``detector`` on the training-run clips (all, label-free, when ``pick`` is None; else the
+    ``pick`` clips with their design labels), score the injected clips and evaluate it at the default
+    strengths (``evaluate_detector``)."""
+    with model_autocast(torch.device("cpu"), precision):
+        detector.fit(clips) if pick is None else detector.fit(clips[pick], labels[pick])
+        maps = detector.score_maps(injected["clips"], design)
+    scores = detector.decision_function(injected["clips"], design, maps=maps)
+    return evaluate_detector(scores, maps, injected, mask, anomalies["default_strengths"], anomalies["voxel_fp_rate"])
+
+
 def score_folder(folder: Path, variants: dict) -> dict:
     config, injected, data, clips, labels, design = development_inputs(folder)
     cfg = config["anomalies"]
@@ -139,11 +150,7 @@ def score_folder(folder: Path, variants: dict) -> dict:
            "n_clips": int(len(injected["clips"])), "n_calibration_clips": int(len(calibration)), "detectors": {}}
     for name, (detector, pick, forwards) in detectors.items():
         started = time.perf_counter()
-        with model_autocast(torch.device("cpu"), precision):
-            detector.fit(clips) if pick is None else detector.fit(clips[pick], labels[pick])
-            maps = detector.score_maps(injected["clips"], design)
-        scores = detector.decision_function(injected["clips"], design, maps=maps)
-        r = evaluate_detector(scores, maps, injected, data.mask, defaults, cfg["voxel_fp_rate"])
+        r = fit_and_score(detector, pick, clips, labels, injected, design, data.mask, cfg, precision)
         out["detectors"][name] = {"auroc": r["auroc"], "by_type": {k: r["by_type"][k]["auroc"] for k in defaults},
                                   "blob_voxel_auprc": r["by_type"]["blob"].get("voxel_auprc"),
                                   "forwards_per_clip": forwards, "seconds": time.perf_counter() - started}

@@ -24,13 +24,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
-from modalmerge.analysis.anomaly_metrics import evaluate_detector  # noqa: E402
 from modalmerge.analysis.detectors import ClipDetector, classical_detectors, frame_max, smooth  # noqa: E402
 from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
-from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
+from modalmerge.runtime import inference_precision  # noqa: E402
 sys.path.insert(0, str(REPO / "bench"))
-from detector_cost import development_inputs  # noqa: E402
+from detector_cost import development_inputs, fit_and_score  # noqa: E402
 
 
 class ScoreDetector(ClipDetector):
@@ -82,14 +81,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(defaults) + "---|---|")
     for name, (detector, pick) in detectors.items():
         started = time.perf_counter()
-        with model_autocast(torch.device("cpu"), precision):
-            if pick is None:
-                detector.fit(clips)
-            else:
-                detector.fit(clips[pick], labels[pick])
-            maps = detector.score_maps(injected["clips"], design)
-        scores = detector.decision_function(injected["clips"], design, maps=maps)
-        r = evaluate_detector(scores, maps, injected, data.mask, defaults, config["anomalies"]["voxel_fp_rate"])
+        r = fit_and_score(detector, pick, clips, labels, injected, design, data.mask, config["anomalies"], precision)
         print(f"| {name} | {r['auroc']:.3f} | " + " | ".join(f"{r['by_type'][k]['auroc']:.2f}" for k in defaults)
               + f" | {r['by_type']['blob'].get('voxel_auprc', float('nan')):.3f} | {time.perf_counter() - started:.0f} |", flush=True)
 

@@ -112,6 +112,13 @@ def one_thread_per_process():
     return parallel_config(backend="loky", inner_max_num_threads=1)
 
 
+def fixed_predictions_null(predicted: np.ndarray, truth: np.ndarray, runs: np.ndarray, n_permutations: int,
+                           rng) -> list[float]:
+    """Accuracies of fixed ``predicted`` labels against ``truth`` shuffled within runs: the null of a
+    classifier that has no refit (a pretrained generative classifier)."""
+    return [float(np.mean(predicted == shuffle_within_runs(truth, runs, rng))) for _ in range(n_permutations)]
+
+
 def permutation_p_value(null, observed: float) -> float:
     """(1 + #null >= observed) / (1 + #null): the permutation p-value that is never 0."""
     null = np.asarray(null)

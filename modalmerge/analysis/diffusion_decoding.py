@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.clips import block_clips, covering_clips, stimulus_blocks
-from .decoding import chance_level, heldout_split_decoding, permutation_p_value, score, shuffle_within_runs
+from .decoding import chance_level, fixed_predictions_null, heldout_split_decoding, permutation_p_value, score
 from .ridge import StandardRidgeClassifierCV
 
 
@@ -175,7 +175,7 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
     block_runs = np.array([b[0] for b in blocks])
     result = score(truth, predicted, categories, block_runs)
     rng = np.random.default_rng(seed)
-    null = [float(np.mean(predicted == shuffle_within_runs(truth, block_runs, rng))) for _ in range(max(n_permutations, 1000))]
+    null = fixed_predictions_null(predicted, truth, block_runs, max(n_permutations, 1000), rng)
     result.update(chance_level(truth, block_runs))
     result.update({"p_value": permutation_p_value(null, result["accuracy"]),
                    "null_accuracies": null[:n_permutations], "n_permutations": len(null), "unit": "stimulus block",

@@ -52,10 +52,10 @@ class DiffusionDetector(ClipDetector):
                 labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
                 noise = torch.randn(x0.shape, generator=generator).to(device)
                 x = diffusion.reconstruct(x0, labels, self.t_start, self.steps, noise)
+                residual = (x - x0) * diffusion.mask
                 if self.average == "residual":
-                    out[s:s + self.batch_size] += ((x - x0) ** 2 * diffusion.mask).cpu().numpy() / self.n_draws
-                else:
-                    out[s:s + self.batch_size] += ((x - x0) * diffusion.mask).float().cpu().numpy() / self.n_draws
+                    residual = residual ** 2
+                out[s:s + self.batch_size] += residual.float().cpu().numpy() / self.n_draws
         return out if self.average == "residual" else out ** 2
 
     def _fit(self, clips, design):
