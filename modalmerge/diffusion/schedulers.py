@@ -55,8 +55,8 @@ def make_betas(kind: str, n_steps: int, beta_start: float = 1e-4, beta_end: floa
 
 
 def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``values[t]`` shaped to broadcast over a sample of ``ndim`` dimensions."""
-    return values.to(t.device)[t].float().reshape(-1, *([1] * (ndim - 1)))
+    """``values[t]`` shaped to broadcast over a sample of ``ndim`` dimensions (``values`` on ``t``'s device)."""
+    return values[t].float().reshape(-1, *([1] * (ndim - 1)))
 
 
 class Scheduler:
@@ -80,26 +80,35 @@ class Scheduler:
         self.betas = make_betas(schedule, n_train_steps, beta_start, beta_end)
         self.alphas_cumprod = torch.cumprod(1 - self.betas, dim=0)
         self.timesteps = torch.arange(n_train_steps - 1, -1, -1)
+        self._abar_on: dict[torch.device, torch.Tensor] = {}
+
+    def abar_on(self, device: torch.device) -> torch.Tensor:
+        """``alphas_cumprod`` (float64) on ``device``, copied there once: a copy from pageable host
+        memory per training step made the GPU stream synchronise three times a step."""
+        table = self._abar_on.get(device)
+        if table is None:
+            table = self._abar_on[device] = self.alphas_cumprod.to(device)
+        return table
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) with the given noise."""
-        abar = _gather(self.alphas_cumprod, t, x0.ndim)
+        abar = _gather(self.abar_on(t.device), t, x0.ndim)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network learns to predict: eps, or v = sqrt(abar) eps - sqrt(1 - abar) x_0."""
         if self.prediction_type is PredictionType.EPSILON:
             return noise
-        abar = _gather(self.alphas_cumprod, t, x0.ndim)
+        abar = _gather(self.abar_on(t.device), t, x0.ndim)
         return abar.sqrt() * noise - (1 - abar).sqrt() * x0
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
-        abar = self.alphas_cumprod.to(t.device)[t].float()
+        abar = self.abar_on(t.device)[t].float()
         return abar / (1 - abar)
 
     def predict_x0_and_eps(self, model_output: torch.Tensor, t: torch.Tensor, sample: torch.Tensor):
         """(pred_x0, pred_eps) from the network's output; x_0 clipped to ``clip_sample`` and eps recomputed."""
-        abar = _gather(self.alphas_cumprod, t, sample.ndim)
+        abar = _gather(self.abar_on(t.device), t, sample.ndim)
         if self.prediction_type is PredictionType.EPSILON:
             x0 = (sample - (1 - abar).sqrt() * model_output) / abar.sqrt()
         else:

@@ -24,6 +24,7 @@ from ..diffusion.checkpoints import CHECKPOINT_VERSION, load_checkpoint, save_ch
 from ..diffusion.gaussian import GaussianDiffusion
 from ..runtime import native_bfloat16
 from .distributed import DistributedContext
+from .graphed import StaticStep, use_cuda_graph
 from .guard import AncestorWatch
 from .log import TrainingLog
 
@@ -42,19 +43,54 @@ class ExponentialMovingAverage:
         self.shadow = copy.deepcopy(network).eval().requires_grad_(False)
         self.updates = 0
 
-    @torch.no_grad()
-    def update(self, network: torch.nn.Module) -> None:
+    def next_weight(self) -> float:
+        """Count one more update and return its weight 1 - decay_k."""
         self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        # one fused call over all parameters instead of one kernel each (on the H100 this did not
-        # change the launch-bound step time of the slice data; bench/README.md section 7)
-        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in network.parameters()], 1 - decay)
+        return 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def apply(self, network: torch.nn.Module, weight: float | torch.Tensor) -> None:
+        """shadow += weight * (weights - shadow); ``weight`` a float or a 0-d device tensor (what a
+        captured CUDA graph reads at every replay)."""
+        shadow = list(self.shadow.parameters())
+        weights = [p.detach() for p in network.parameters()]
+        if torch.is_tensor(weight):
+            difference = torch._foreach_sub(weights, shadow)
+            torch._foreach_mul_(difference, weight)
+            torch._foreach_add_(shadow, difference)
+        else:
+            # one fused call over all parameters instead of one kernel each
+            torch._foreach_lerp_(shadow, weights, weight)
         for ema_b, b in zip(self.shadow.buffers(), network.buffers()):
             ema_b.copy_(b)
 
+    def update(self, network: torch.nn.Module) -> None:
+        self.apply(network, self.next_weight())
+
+
+class PinnedUpload:
+    """Host-to-device copies of small index tensors without a stream synchronisation: a copy from
+    pageable memory synchronises the stream, one from pinned memory does not. A ring of pinned
+    buffers, each reused only once the copy that last read it has run (its event)."""
+
+    def __init__(self, device: torch.device, slots: int = 4):
+        self.device, self.slots, self.next = device, slots, 0
+        self.buffers: list[torch.Tensor | None] = [None] * slots
+        self.events = [torch.cuda.Event() for _ in range(slots)]
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        slot, self.next = self.next, (self.next + 1) % self.slots
+        self.events[slot].synchronize()  # returns at once unless the GPU is `slots` copies behind
+        if self.buffers[slot] is None or self.buffers[slot].shape != values.shape:
+            self.buffers[slot] = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        self.buffers[slot].copy_(values)
+        on_device = self.buffers[slot].to(self.device, non_blocking=True)
+        self.events[slot].record()
+        return on_device
+
 
 # keys that change how training is run, not what it computes: a checkpoint resumes across them
-RUN_ONLY_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every")
+RUN_ONLY_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every", "cuda_graph")
 
 
 def config_fingerprint(config: dict) -> str:
@@ -134,8 +170,19 @@ class Trainer:
                                                            torch.as_tensor(validation[1], dtype=torch.long))
         self.best: dict | None = None  # {"step", "error", "ema"} of the lowest validation error so far
         self.progress = progress and self.context.is_main
-        self.optimizer = torch.optim.AdamW(diffusion.network.parameters(), lr=train_config["learning_rate"],
-                                           weight_decay=train_config["weight_decay"])
+        self.graphed = use_cuda_graph(train_config.get("cuda_graph", "auto"), self.device, self.context.enabled,
+                                      bool(getattr(diffusion.network, "gradient_checkpointing", False)))
+        # a captured step reads the learning rate from a device tensor and counts steps on the device
+        lr = (torch.tensor(train_config["learning_rate"], dtype=torch.float32, device=self.device)
+              if self.graphed else train_config["learning_rate"])
+        self.optimizer = torch.optim.AdamW(diffusion.network.parameters(), lr=lr,
+                                           weight_decay=train_config["weight_decay"], capturable=self.graphed)
+        # on a GPU the clips stay on the device and only the picked indices travel (pinned, no sync)
+        self.on_device = self.device.type == "cuda"
+        self.upload = PinnedUpload(self.device) if self.on_device else None
+        if self.on_device:
+            self.clips = self.clips.to(self.device)
+            self.clip_labels = self.clip_labels.to(self.device)
         self.ema = ExponentialMovingAverage(diffusion.network, train_config["ema_decay"])
         self.generator = torch.Generator(device=self.device).manual_seed(train_config["seed"])
         self.sample_generator = torch.Generator().manual_seed(train_config["seed"] + 1)
@@ -163,16 +210,31 @@ class Trainer:
         return {
             "version": CHECKPOINT_VERSION, "step": self.step, "elapsed_s": self.elapsed,
             "model": self.diffusion.state_dict(), "ema": self.ema.shadow.state_dict(), "ema_updates": self.ema.updates,
-            "opt": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+            "opt": self.portable_optimizer_state(), "generator": self.generator.get_state(),
             "sample_generator": self.sample_generator.get_state(), "log": self.log_rows,
             "fingerprint": self.fingerprint, "metadata": self.metadata, "best": self.best,
         }
+
+    def portable_optimizer_state(self) -> dict:
+        """The optimiser's state as an uncaptured run saves it (a float learning rate, not
+        capturable), so that a checkpoint resumes on any device with or without a CUDA graph."""
+        state = self.optimizer.state_dict()
+        state["param_groups"] = [{**group, "lr": float(group["lr"]), "capturable": False}
+                                 for group in state["param_groups"]]
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.diffusion.load_state_dict(state["model"])
         self.ema.shadow.load_state_dict(state["ema"])
         self.ema.updates = state["ema_updates"]
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["opt"])
+        if self.graphed:  # back to a device learning rate and device step counts
+            for group, lr in zip(self.optimizer.param_groups, lrs):
+                group["lr"], group["capturable"] = lr, True
+            for param_state in self.optimizer.state.values():
+                if "step" in param_state:
+                    param_state["step"] = param_state["step"].to(self.device, torch.float32)
         self.generator.set_state(state["generator"].to(self.generator.get_state().device))
         self.sample_generator.set_state(state["sample_generator"])
         self.step, self.elapsed, self.log_rows = state["step"], state["elapsed_s"], [list(r) for r in state["log"]]
@@ -230,26 +292,34 @@ class Trainer:
         self.try_resume()
         self.diffusion.train()
         write_log = TrainingLog(log_path if self.context.is_main else None, self.log_rows)
+        amp_dtype = torch.bfloat16 if self.use_amp else None
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_amp else nullcontext()
+        graphed = (StaticStep(self.diffusion, self.optimizer, self.ema, cfg["grad_clip"], amp_dtype, capture=True)
+                   if self.graphed else None)
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         running, count = 0.0, 0
         while self.step < cfg["steps"]:
             started = time.perf_counter()
             lr = self.learning_rate(self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
             pick = torch.randint(0, len(self.clips), (cfg["batch_size"],), generator=self.sample_generator)
             draws = self.diffusion.training_draws(len(pick), self.clips.shape[1:], self.generator, self.device)
             pick, draws = pick[self.shard], draws.part(self.shard)
+            if self.on_device:
+                pick = self.upload(pick)
             x0 = self.clips[pick].to(self.device, non_blocking=True)
             labels = self.clip_labels[pick].to(self.device)
-            with amp:
-                loss = self.model(x0, labels, draws=draws)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.diffusion.network.parameters(), cfg["grad_clip"])
-            self.optimizer.step()
-            self.ema.update(self.diffusion.network)
+            if graphed is not None:
+                loss = graphed(x0, labels, draws, lr)
+            else:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with amp:
+                    loss = self.model(x0, labels, draws=draws)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.diffusion.network.parameters(), cfg["grad_clip"])
+                self.optimizer.step()
+                self.ema.update(self.diffusion.network)
             self.step += 1
             running = running + loss.detach().float()  # stays on the device: no sync per step
             count += 1

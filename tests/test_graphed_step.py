@@ -1,0 +1,123 @@
+"""The captured training step (``train.cuda_graph``): its static-buffer step equals the plain loop,
+and the choice is resolved or refused clearly. The capture itself needs a CUDA GPU
+(``bench/measure_training_step.py`` checks it against the eager loop there)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from modalmerge.diffusion.gaussian import GaussianDiffusion
+from modalmerge.diffusion.schedulers import Scheduler
+from modalmerge.model import SpatioTemporalDenoiser
+from modalmerge.training.graphed import StaticStep, use_cuda_graph
+from modalmerge.training.trainer import ExponentialMovingAverage, config_fingerprint
+
+TINY = dict(channels=(8, 16, 16), attention_levels=(2,), temporal_heads=2, temporal_head_dim=8, norm_groups=4)
+
+
+def setup(seed=0, optimizer="adamw"):
+    torch.manual_seed(seed)
+    network = SpatioTemporalDenoiser((6, 10, 10), 4, 9, dropout=0.0, **TINY)
+    for p in network.parameters():  # zero-initialised output layers would make the first steps trivial
+        torch.nn.init.normal_(p, std=0.05)
+    diffusion = GaussianDiffusion(network, Scheduler(1000, prediction_type="v"), torch.ones(6, 10, 10),
+                                  label_dropout=0.2, min_snr_gamma=5.0)
+    optimizer = (torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=0.01) if optimizer == "adamw"
+                 else torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9))  # SGD: clipping shows
+    return diffusion, optimizer, ExponentialMovingAverage(network, 0.99)
+
+
+def batches(n, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    diffusion, _, _ = setup()
+    out = []
+    for _ in range(n):
+        x0 = torch.randn(3, 4, 6, 10, 10, generator=generator)
+        labels = torch.randint(0, 8, (3, 4), generator=generator)
+        out.append((x0, labels, diffusion.training_draws(3, x0.shape[1:], generator)))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_the_static_step_trains_exactly_like_the_plain_loop(kind):
+    data = batches(5)
+    lrs = [1e-3, 8e-4, 6e-4, 4e-4, 2e-4]
+    diffusion, optimizer, ema = setup(optimizer=kind)
+    plain_losses = []
+    for (x0, labels, draws), lr in zip(data, lrs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = diffusion(x0, labels, draws=draws)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(diffusion.network.parameters(), 0.01)
+        optimizer.step()
+        ema.update(diffusion.network)
+        plain_losses.append(float(loss.detach()))
+
+    static_diffusion, static_optimizer, static_ema = setup(optimizer=kind)
+    step = StaticStep(static_diffusion, static_optimizer, static_ema, grad_clip=0.01, amp_dtype=None, capture=False)
+    static_losses = [float(step(x0, labels, draws, lr)) for (x0, labels, draws), lr in zip(data, lrs)]
+
+    assert static_losses == pytest.approx(plain_losses, rel=1e-6)
+    assert static_ema.updates == ema.updates == 5
+    for mine, theirs in ((static_diffusion.network, diffusion.network), (static_ema.shadow, ema.shadow)):
+        for (name, a), b in zip(mine.named_parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+    # the steps changed the weights and the EMA lags them (the comparison above is not vacuous)
+    untouched, _, _ = setup()
+    moved = [float((a - b).abs().max()) for a, b in zip(diffusion.network.parameters(), untouched.network.parameters())]
+    assert max(moved) > 1e-5  # far beyond the tolerance above
+    assert any(not torch.equal(a, b) for a, b in zip(ema.shadow.parameters(), diffusion.network.parameters()))
+
+
+def test_the_static_step_refuses_inputs_that_change_shape():
+    diffusion, optimizer, ema = setup()
+    step = StaticStep(diffusion, optimizer, ema, grad_clip=1.0, amp_dtype=None, capture=False)
+    (x0, labels, draws), = batches(1)
+    step(x0, labels, draws, 1e-3)
+    with pytest.raises(ValueError, match="'x0' changed"):
+        step(x0[:2], labels[:2], draws.part(slice(0, 2)), 1e-3)
+
+
+def test_the_ema_with_a_device_weight_equals_the_float_weight():
+    diffusion, _, _ = setup()
+    a, b = ExponentialMovingAverage(diffusion.network, 0.9), ExponentialMovingAverage(diffusion.network, 0.9)
+    for p in diffusion.network.parameters():
+        p.data.add_(1.0)
+    a.apply(diffusion.network, 0.25)
+    b.apply(diffusion.network, torch.tensor(0.25))
+    for x, y in zip(a.shadow.parameters(), b.shadow.parameters()):
+        torch.testing.assert_close(x, y)
+    assert a.next_weight() == pytest.approx(1 - 2 / 11)
+
+
+@pytest.mark.parametrize("choice, device, distributed, checkpointing, expected", [
+    ("auto", "cpu", False, False, False), ("off", "cpu", False, False, False), (False, "cpu", False, False, False),
+    ("auto", "cuda", False, False, True), (True, "cuda", False, False, True), ("off", "cuda", False, False, False),
+    ("auto", "cuda", True, False, False), ("auto", "cuda", False, True, False),
+])
+def test_cuda_graph_choice_is_resolved(choice, device, distributed, checkpointing, expected):
+    assert use_cuda_graph(choice, torch.device(device), distributed, checkpointing) is expected
+
+
+@pytest.mark.parametrize("device, distributed, checkpointing, message", [
+    ("cpu", False, False, "the device is not a CUDA GPU"),
+    ("cuda", True, False, "training runs in several processes"),
+    ("cuda", False, True, "gradient checkpointing"),
+])
+def test_cuda_graph_on_where_impossible_is_refused(device, distributed, checkpointing, message):
+    with pytest.raises(ValueError, match=f"train.cuda_graph is 'on' but {message}"):
+        use_cuda_graph("on", torch.device(device), distributed, checkpointing)
+    with pytest.raises(ValueError, match="must be one of auto, on, off"):
+        use_cuda_graph("sometimes", torch.device(device), distributed, checkpointing)
+
+
+def test_cuda_graph_does_not_change_what_a_checkpoint_resumes():
+    config = {"train": {"steps": 10, "cuda_graph": "auto"}, "model": {}}
+    other = copy.deepcopy(config)
+    other["train"]["cuda_graph"] = "off"
+    assert config_fingerprint(config) == config_fingerprint(other)
