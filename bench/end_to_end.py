@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode",
+RULES = ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode_classical", "decode",
          "inject_synthetic_anomalies", "score_auc", "report")
 
 

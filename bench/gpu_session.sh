@@ -4,9 +4,10 @@
 #      with the numerical check, and (BASELINE_CODE set: a checkout of older code) that code's step;
 #   1. (ABLATION_S > 0, default 330) bench/ablation.py: 4 variants x seeds 0 1 2, 9 workflows at a time on one GPU;
 #   2. (LEARNING_CURVE_S > 0) bench/learning_curve.py: diffusion models trained on 1 and 3 runs, seeds 0-2;
-#   3. the default workflow end to end, cold (data cached), snakemake --cores $(nproc).
+#   3. the default workflow end to end, cold (data cached), snakemake --cores $(nproc); with E2E_SEEDS="0 1 2"
+#      once per seed (train, sample and evaluate seeds), each timed.
 # Needs the wheels in .whl (packages the machine lacks) and the data archive in gpu_cache/.
-# Writes $OUT/step*.json, $OUT/ablation.tgz, $OUT/learning_curve.tgz, $OUT/end_to_end.tgz and $OUT/log.txt.
+# Writes $OUT/step*.json, $OUT/ablation.tgz, $OUT/learning_curve.tgz, $OUT/e2e*.tgz and $OUT/log.txt.
 set -u
 cd "$(dirname "$0")/.."
 [ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -56,8 +57,17 @@ if [ "${LEARNING_CURVE_S:-0}" -gt 0 ]; then
       -print0 | tar czf "$OUT/learning_curve.tgz" --null -T -)
 fi
 [ "${END_TO_END_S:-200}" -gt 0 ] || exit 0
-started=$(date +%s)
-timeout "${END_TO_END_S:-200}" python3 bench/end_to_end.py --cores "$(nproc)" --out /tmp/e2e --configfile "${CONFIGFILE:-config.yaml}"
-echo "end to end exit $? after $(( $(date +%s) - started )) s"
-(cd /tmp && find e2e \( -name '*.json' -o -name '*.tsv' -o -name '*.log' \) -not -path '*/results/data/*' -print0 \
-    | tar czf "$OUT/end_to_end.tgz" --null -T -)
+# E2E_SEEDS="0 1 2": one cold run per seed (train, sample and evaluate seeds set to it), each timed
+for seed in ${E2E_SEEDS:-none}; do
+  name=e2e; config="${CONFIGFILE:-config.yaml}"
+  if [ "$seed" != none ]; then
+    name=e2e_seed-$seed; config=/tmp/config_seed-$seed.yaml
+    python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); [c[b].__setitem__('seed', int(sys.argv[2])) for b in ('train', 'sample', 'evaluate')]; yaml.safe_dump(c, open(sys.argv[3], 'w'), sort_keys=False)" \
+        "${CONFIGFILE:-config.yaml}" "$seed" "$config"
+  fi
+  started=$(date +%s)
+  timeout "${END_TO_END_S:-200}" python3 bench/end_to_end.py --cores "$(nproc)" --out /tmp/$name --configfile "$config"
+  echo "end to end ($name) exit $? after $(( $(date +%s) - started )) s"
+  (cd /tmp && find $name \( -name '*.json' -o -name '*.tsv' -o -name '*.log' -o -name 'config.yaml' \) -not -path '*/results/data/*' \
+      -print0 | tar czf "$OUT/$name.tgz" --null -T -)
+done

@@ -90,6 +90,6 @@ def report_inputs(wildcards):
 
 
 def benchmark_files(wildcards):
-    stages = ["fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode",
-              "inject_synthetic_anomalies", "score_auc"]
+    stages = ["fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode_classical",
+              "decode", "inject_synthetic_anomalies", "score_auc"]
     return [f"results/benchmarks/{stage}/{wildcards.subject}.tsv" for stage in stages]

@@ -1,10 +1,31 @@
 # Decoding: which of 8 categories was seen, classical baselines beside diffusion-based decoders.
 
 
+rule decode_classical:
+    """The classical decoders and the learning curve: they need only the prepared data, so they run
+    beside the training; decode adds the diffusion-based decoders and writes decoding.json."""
+    input:
+        volumes=rules.mask_and_normalize.output.volumes,
+    output:
+        json="results/decode/{subject}/classical_decoders.json",
+    params:
+        decode=config["decode"],
+    threads: DECODE_THREADS
+    conda:
+        "../environment.yml"
+    log:
+        "results/logs/decode_classical/{subject}.log",
+    benchmark:
+        "results/benchmarks/decode_classical/{subject}.tsv"
+    script:
+        "../workflow_scripts/decode_classical.py"
+
+
 rule decode:
     """Held-out-run decoding (and leave-one-run-out) with permutation tests."""
     input:
         volumes=rules.mask_and_normalize.output.volumes,
+        classical=rules.decode_classical.output.json,
         model=rules.train_diffusion.output.model,
         synthetic=rules.sample.output.npz,
     output:

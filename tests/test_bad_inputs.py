@@ -348,6 +348,25 @@ def test_decode_checks_the_checkpoint_before_the_classical_decoders(tmp_path, pr
                              defaults({})["decode"])
 
 
+@pytest.mark.parametrize("content, message", [
+    ("not json", "is not an output of the decode_classical rule"),
+    ('{"decoders": {}}', "is not an output of the decode_classical rule"),
+    ('{"decoders": {"linear_svm": {}}, "timings_s": {}, "learning_curve": null}', "lacks the decoders"),
+])
+def test_decode_refuses_a_classical_file_that_is_not_decode_classicals(tmp_path, prepared_slice, content, message):
+    """decode reads the classical decoders from decode_classical's file: a broken or foreign one is
+    named, with what to do, before any decoder runs and before any output is written."""
+    from modalmerge.config import validate_config as defaults
+    from modalmerge.stages import decode as stage
+    classical = tmp_path / "classical_decoders.json"
+    classical.write_text(content)
+    out = {key: tmp_path / "out" / name for key, name in [("json", "d.json"), ("confusion", "c.npz"), ("table", "t.tsv"),
+                                                          ("figure", "a.png"), ("figure_confusion", "b.png")]}
+    with pytest.raises(ModalMergeInputError, match=f"classical_decoders.json {message}.*decode_classical"):
+        stage.decode_stage(prepared_slice["volumes"], None, None, defaults({})["decode"], out, classical_path=classical)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_ancestor_watch_names_a_launcher_that_is_gone():
     """The trainer's watch: alive while its parent runs, names the parent once it has exited."""
     import subprocess

@@ -250,3 +250,34 @@ def test_candidate_pruning_is_refused_where_it_would_leave_no_pairs():
     with pytest.raises(ModalMergeInputError, match="decode.diffusion_prune_after"):
         validate_config({"decode": {"diffusion_pairs": 8, "diffusion_prune_after": 8}})
     assert validate_config({"decode": {"diffusion_pairs": 16, "diffusion_prune_after": 4}})["decode"]["diffusion_keep"] == 2
+
+
+def test_decode_with_decode_classicals_file_writes_what_decode_alone_writes(tmp_path, prepared_slice):
+    """The workflow runs the classical decoders beside the training (rule decode_classical) and decode
+    reads them back: decoding.json is the same as when decode runs everything itself."""
+    import json
+
+    from modalmerge.config import validate_config
+    from modalmerge.stages.decode import decode_classical_stage, decode_stage
+    config = validate_config({})["decode"]
+    config.update(n_permutations=3, nilearn_decoder=False, learning_curve_sizes=[1], learning_curve_repeats=1)
+
+    def outputs(folder):
+        return {key: tmp_path / folder / name for key, name in [("json", "decoding.json"), ("confusion", "c.npz"),
+                                                                ("table", "t.tsv"), ("figure", "a.png"),
+                                                                ("figure_confusion", "b.png")]}
+
+    classical = tmp_path / "classical_decoders.json"
+    first = decode_classical_stage(prepared_slice["volumes"], config, classical)
+    assert set(first) == {"linear_svm", "logistic_regression", "linear_svm_block_averaged"}
+    decode_stage(prepared_slice["volumes"], None, None, config, outputs("split"), classical_path=classical)
+    decode_stage(prepared_slice["volumes"], None, None, config, outputs("alone"))
+
+    def without_times(folder):
+        found = json.loads((tmp_path / folder / "decoding.json").read_text())
+        for entry in (*found["decoders"].values(), found["learning_curve"]):
+            entry.pop("runtime_s")
+        return found
+    split, alone = without_times("split"), without_times("alone")
+    assert split == alone
+    assert split["decoders"]["linear_svm"]["accuracy"] > 0.3 and split["learning_curve"]["by_size"]

@@ -44,7 +44,7 @@ def test_killing_snakemake_stops_training_and_the_rerun_resumes(tmp_path, workfl
         shutil.copytree(workflow_dir / "results" / stage, tmp_path / "results" / stage, copy_function=shutil.copy2)
     config = tiny_config()
     # long enough that only the kill can end it within the wait below (about 0.04-0.15 s a step on 2 cores)
-    config["train"].update(steps=1500, checkpoint_every=10, log_every=10, eval_every=1500)
+    config["train"].update(steps=1500, checkpoint_every=10, checkpoint_min_interval_s=0, log_every=10, eval_every=1500)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     model = "results/model/sub001/model.pt"
     checkpoint = tmp_path / "results/model/sub001/checkpoints/last.pt"

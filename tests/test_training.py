@@ -24,6 +24,7 @@ def tiny_config(steps: int = 6) -> dict:
         "model": {"clip_length": 4, "channels": [8, 16, 16], "attention_levels": [2], "temporal_heads": 2,
                   "temporal_head_dim": 8, "norm_groups": 4},
         "train": {"steps": steps, "batch_size": 2, "log_every": 2, "eval_every": 4, "checkpoint_every": 3,
+                  "checkpoint_min_interval_s": 0,
                   "warmup_steps": 2, "device": "cpu"},
         "sample": {"steps": 4, "clips_per_category": 1, "snapshot_every": 2, "batch_size": 16},
     })
@@ -335,3 +336,18 @@ def test_cpu_training_runs_under_bf16_only_when_asked_and_native(tmp_path, prepa
     off["train"]["cpu_mixed_precision"] = False  # switched off: float32 whatever the CPU
     assert train_subject(prepared_slice["volumes"], prepared_slice["split"], off, outputs(tmp_path / "off"),
                          threads=2, progress=False)["training_precision"] == "float32"
+
+
+@pytest.mark.parametrize("interval, expected", [(0, [1, 2, 3, 4]), (1e6, [4])])
+def test_rolling_checkpoints_are_spaced_by_steps_and_by_seconds(tmp_path, prepared_slice, monkeypatch, interval, expected):
+    """checkpoint_every steps, but not more often than checkpoint_min_interval_s (a GPU does 100 steps
+    in about a second); the last step's checkpoint is always written."""
+    from modalmerge.training import trainer as trainer_module
+    config = tiny_config(steps=4)
+    config["train"].update(checkpoint_every=1, checkpoint_min_interval_s=interval)
+    saved = []
+    real_save = trainer_module.save_checkpoint_atomic
+    monkeypatch.setattr(trainer_module, "save_checkpoint_atomic", lambda state, path: (saved.append(state["step"]),
+                                                                                       real_save(state, path)))
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path), threads=2, progress=False)
+    assert saved == expected

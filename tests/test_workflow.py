@@ -22,7 +22,8 @@ def tiny_config() -> dict:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["model"].update(clip_length=4, channels=[8, 16, 16], attention_levels=[2], temporal_heads=2,
                            temporal_head_dim=8, norm_groups=4)
-    config["train"].update(steps=4, batch_size=2, log_every=2, eval_every=4, checkpoint_every=2, warmup_steps=1)
+    config["train"].update(steps=4, batch_size=2, log_every=2, eval_every=4, checkpoint_every=2, checkpoint_min_interval_s=0,
+                           warmup_steps=1)
     config["sample"].update(steps=3, clips_per_category=1, snapshot_every=1)
     config["evaluate"].update(n_permutations=20)
     config["anomalies"]["strengths"] = {"blob": [3.0], "dropout": [1.0], "spike": [0.5, 2.0], "motion": [0.05],
@@ -96,7 +97,7 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
     assert auc["variance_deficit"]["by_type"]["dropout"]["auroc"] > 0.9
     assert set(auc["diffusion"]["by_strength"]["spike"]) == {"0.5", "2"}
     assert auc["zscore_global_mean"]["by_strength"]["spike"]["2"]["auroc"] > 0.9  # a 2-std global jump is obvious
-    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode",
+    for rule in ("fetch_haxby", "mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode_classical", "decode",
                  "inject_synthetic_anomalies", "score_auc"):
         assert (workflow_dir / f"results/logs/{rule}/sub001.log").exists()
         assert (workflow_dir / f"results/benchmarks/{rule}/sub001.tsv").exists()

@@ -10,5 +10,6 @@ accuracies = decode_stage(
     snakemake.input.model if params["diffusion"] else None,  # noqa: F821
     snakemake.input.synthetic,  # noqa: F821
     params, dict(snakemake.output.items()), device=snakemake.params.device, precision=snakemake.params.precision, threads=snakemake.threads,  # noqa: F821
+    classical_path=snakemake.input.classical,  # noqa: F821
 )
 log.info("decoded: %s", accuracies)

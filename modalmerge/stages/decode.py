@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from ..analysis.learning_curve import GeneratorSynthesiser, run_subsets, scarce_
 from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder_probe_decoding
 from ..atomic import atomic_file
 from ..data.dataset import PreparedData
+from ..errors import ModalMergeInputError
 from ..diffusion.checkpoints import load_diffusion
 from ..runtime import choose_device, inference_precision, model_autocast, usable_threads
 from .figures import plot_confusion_matrices, plot_decoding_accuracy
@@ -44,33 +46,16 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
                            precision)
 
 
-def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config: dict, device: str = "cpu",
-                    threads: int = 1, precision: str = "float32", evidence: dict | None = None):
-    """Run every decoder on loaded prepared data; return ``(results_by_decoder, timings)``. The
-    diffusion classifier's forward passes run in ``precision``
-    (:func:`~modalmerge.runtime.inference_precision`), the encoder probe's in float32. A dict passed
-    as ``evidence`` receives the classifier's per-voxel evidence (see :func:`classifier_evidence`)."""
-    torch.set_num_threads(usable_threads(threads))
-    device = choose_device(device)
-    precision = inference_precision(device, precision)
-    # a missing or broken checkpoint fails here, before the classical decoders' minutes of work
-    diffusion, meta = load_diffusion(checkpoint_path, device) if checkpoint_path is not None else (None, None)
-    categories = data.categories
-    is_category = data.label_ids != data.rest_id
-    X = data.X[:, data.mask][is_category]
-    y = data.label_ids[is_category]
-    runs = data.runs[is_category]
-    train_runs, test_runs = data.train_runs, data.test_runs
+def classical_decoding(data: PreparedData, config: dict, threads: int = 1) -> tuple[dict, dict]:
+    """The classical decoders (per-volume and block-averaged linear SVM, logistic regression, nilearn's
+    Decoder) on the held-out runs and leave-one-run-out: ``(results_by_decoder, timings)``. They need
+    the prepared data only, so the workflow runs them beside the training (rule ``decode_classical``)."""
+    X, y, runs = category_volumes(data)
+    train_runs, test_runs, categories = data.train_runs, data.test_runs, data.categories
     n_perm, seed = config["n_permutations"], config["seed"]
     jobs = usable_threads(threads)  # permutation and leave-one-run-out refits run in this many processes
     results, timings = {}, {}
-
-    def run(name, fn):
-        started = time.perf_counter()
-        results[name] = fn()
-        timings[name] = time.perf_counter() - started
-        log.info("%s: accuracy %.3f", name, results[name]["accuracy"])
-
+    run = timed(results, timings)
     for name, estimator in classical_decoders().items():
         run(name, lambda e=estimator: {**heldout_split_decoding(e, X, y, runs, train_runs, test_runs, categories, n_perm, seed, jobs),
                                        "leave_one_run_out": leave_one_run_out(e, X, y, runs, categories, jobs)})
@@ -82,6 +67,48 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
         mask_img = nib.Nifti1Image(data.mask.astype(np.uint8), data.affine)
         run("nilearn_decoder", lambda: heldout_split_decoding(NilearnDecoder(mask_img, seed=seed), X, y, runs, train_runs,
                                                               test_runs, categories, min(n_perm, config["n_permutations_slow"]), seed, jobs))
+    return results, timings
+
+
+def category_volumes(data: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """In-mask voxels, category ids and runs of the volumes showing a category (rest left out)."""
+    is_category = data.label_ids != data.rest_id
+    return data.X[:, data.mask][is_category], data.label_ids[is_category], data.runs[is_category]
+
+
+def timed(results: dict, timings: dict):
+    """``run(name, fn)``: store ``fn()`` under ``name``, its seconds in ``timings``, and log its accuracy."""
+    def run(name, fn):
+        started = time.perf_counter()
+        results[name] = fn()
+        timings[name] = time.perf_counter() - started
+        log.info("%s: accuracy %.3f", name, results[name]["accuracy"])
+    return run
+
+
+def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config: dict, device: str = "cpu",
+                    threads: int = 1, precision: str = "float32", evidence: dict | None = None,
+                    classical: tuple[dict, dict] | None = None):
+    """Run every decoder on loaded prepared data; return ``(results_by_decoder, timings)``. The
+    diffusion classifier's forward passes run in ``precision``
+    (:func:`~modalmerge.runtime.inference_precision`), the encoder probe's in float32. A dict passed
+    as ``evidence`` receives the classifier's per-voxel evidence (see :func:`classifier_evidence`).
+    ``classical``: the classical decoders' ``(results, timings)`` when already computed (rule
+    ``decode_classical``); else they run here first."""
+    torch.set_num_threads(usable_threads(threads))
+    device = choose_device(device)
+    precision = inference_precision(device, precision)
+    # a missing or broken checkpoint fails here, before the classical decoders' minutes of work
+    diffusion, meta = load_diffusion(checkpoint_path, device) if checkpoint_path is not None else (None, None)
+    results, timings = (dict(classical[0]), dict(classical[1])) if classical is not None else \
+        classical_decoding(data, config, threads)
+    categories = data.categories
+    is_category = data.label_ids != data.rest_id
+    X, y, runs = category_volumes(data)
+    train_runs, test_runs = data.train_runs, data.test_runs
+    n_perm, seed = config["n_permutations"], config["seed"]
+    jobs = usable_threads(threads)
+    run = timed(results, timings)
 
     if diffusion is not None:
         clip_length = meta["config"]["model"]["clip_length"]
@@ -190,16 +217,55 @@ def write_evidence(evidence: dict, data: PreparedData, out: dict) -> None:
                             class_names=np.array(data.category_names))
 
 
-def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, out: dict, device: str = "cpu",
-                 threads: int = 1, precision: str = "float32") -> dict:
-    """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
-    :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder."""
-    data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
-    # sizes that do not fit the split fail here, before any decoder runs
+def decode_classical_stage(volumes_path, config: dict, out_json, threads: int = 1) -> dict:
+    """decode_classical for one subject: the classical decoders and the learning curve (neither needs
+    the diffusion model), written to ``out_json`` for the decode rule; returns their accuracies."""
+    data = PreparedData.load(volumes_path)
     subsets = learning_curve_subsets(data, config) if config["learning_curve"] else None
+    torch.set_num_threads(usable_threads(threads))
+    results, timings = classical_decoding(data, config, threads)
+    curve = learning_curve(data, config, subsets, threads) if subsets else None
+    with atomic_file(out_json) as tmp:
+        tmp.write_text(json.dumps({"decoders": results, "timings_s": timings, "learning_curve": curve,
+                                   "note": "the classical decoders of the decode rule, run beside the training; "
+                                           "decoding.json holds every decoder"}, indent=2))
+    return {name: round(result["accuracy"], 3) for name, result in results.items()}
+
+
+def read_classical(path, config: dict) -> tuple[tuple[dict, dict], dict | None]:
+    """The decode_classical rule's output: ``((results, timings), learning_curve)``; a file that is not
+    one (or lacks a decoder the configuration asks for) is refused with what to do."""
+    try:
+        found = json.loads(Path(path).read_text())
+        results, timings, curve = found["decoders"], found["timings_s"], found["learning_curve"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModalMergeInputError(f"{path} is not an output of the decode_classical rule ({err}); delete it and "
+                                   f"rerun the workflow (snakemake --forcerun decode_classical).") from None
+    expected = {*classical_decoders(), "linear_svm_block_averaged", *(["nilearn_decoder"] if config["nilearn_decoder"] else [])}
+    missing = sorted(expected - set(results))
+    if missing or (curve is None) == bool(config["learning_curve"]):
+        what = f"lacks the decoders {missing}" if missing else "does not match decode.learning_curve"
+        raise ModalMergeInputError(f"{path} {what}: it was made with another configuration; rerun "
+                                   f"snakemake --forcerun decode_classical.")
+    return (results, timings), curve
+
+
+def decode_stage(volumes_path, checkpoint_path, synthetic_path, config: dict, out: dict, device: str = "cpu",
+                 threads: int = 1, precision: str = "float32", classical_path=None) -> dict:
+    """decode for one subject: every decoder, then ``decoding.json``, tables and figures (see
+    :func:`write_decoding_outputs` for ``out``); returns the accuracy of each decoder. With
+    ``classical_path`` (decode_classical's output) the classical decoders and the learning curve are
+    read from it instead of being run here."""
+    data = PreparedData.load(volumes_path)  # once: the decoders and the outputs' class names
+    classical, curve = read_classical(classical_path, config) if classical_path is not None else (None, None)
+    # sizes that do not fit the split fail here, before any decoder runs
+    subsets = learning_curve_subsets(data, config) if config["learning_curve"] and classical is None else None
     evidence = {}
-    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision, evidence)
-    extra = {"learning_curve": learning_curve(data, config, subsets, threads)} if subsets else {}
+    results, timings = decode_prepared(data, checkpoint_path, synthetic_path, config, device, threads, precision, evidence,
+                                       classical)
+    if subsets:
+        curve = learning_curve(data, config, subsets, threads)
+    extra = {"learning_curve": curve} if curve else {}
     write_decoding_outputs(results, timings, data.category_names, out, extra)
     if "evidence" in out:
         write_evidence(evidence, data, out)

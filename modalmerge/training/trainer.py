@@ -90,7 +90,8 @@ class PinnedUpload:
 
 
 # keys that change how training is run, not what it computes: a checkpoint resumes across them
-RUN_ONLY_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every", "cuda_graph")
+RUN_ONLY_TRAIN_KEYS = ("processes", "device", "log_every", "checkpoint_every", "checkpoint_min_interval_s",
+                       "cuda_graph")
 
 
 def config_fingerprint(config: dict) -> str:
@@ -298,6 +299,7 @@ class Trainer:
                    if self.graphed else None)
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         running, count = 0.0, 0
+        last_save = time.monotonic()
         while self.step < cfg["steps"]:
             started = time.perf_counter()
             lr = self.learning_rate(self.step)
@@ -338,8 +340,11 @@ class Trainer:
                 write_log.append(row)
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
                 running, count = 0.0, 0
-            if self.context.is_main and (self.step % cfg["checkpoint_every"] == 0 or self.step == cfg["steps"]):
+            if self.context.is_main and (self.step == cfg["steps"] or (
+                    self.step % cfg["checkpoint_every"] == 0
+                    and time.monotonic() - last_save >= cfg.get("checkpoint_min_interval_s", 0))):
                 save_checkpoint_atomic(self.state_dict(), self.checkpoint_path)
+                last_save = time.monotonic()
             self.stop_if_orphaned()
         bar.close()
         return {"steps": self.step, "train_time_s": self.elapsed,
