@@ -41,6 +41,12 @@ def machine_cores() -> int:
 # On 2 cores every stage gets 2 and they run one after the other; on 16, decode 12 and the others 4.
 LIGHT_THREADS = min(machine_cores(), max(2, machine_cores() // 4))
 DECODE_THREADS = min(machine_cores(), max(2, machine_cores() - LIGHT_THREADS))
+# decode_classical runs beside train_diffusion (4) and inject_synthetic_anomalies (a quarter), so all
+# three start together on 16 cores (8 + 4 + 4); on 2 cores it gets 2 and they run one after the other.
+CLASSICAL_THREADS = min(machine_cores(), max(2, DECODE_THREADS - LIGHT_THREADS))
+# Where jobs compete for cores, the chain that ends the run goes first: training, sampling, then
+# decode (Snakemake runs ready jobs of higher priority first).
+CRITICAL_PATH_PRIORITY = {"train_diffusion": 10, "sample": 10, "decode": 5}
 
 
 def workflow_built_the_report() -> bool:

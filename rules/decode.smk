@@ -10,7 +10,7 @@ rule decode_classical:
         json="results/decode/{subject}/classical_decoders.json",
     params:
         decode=config["decode"],
-    threads: DECODE_THREADS
+    threads: CLASSICAL_THREADS
     conda:
         "../environment.yml"
     log:
@@ -51,6 +51,7 @@ rule decode:
         device=config["train"]["device"],
         precision=config["train"]["inference_precision"],
     threads: DECODE_THREADS
+    priority: CRITICAL_PATH_PRIORITY["decode"]
     conda:
         "../environment.yml"
     log:

@@ -16,6 +16,7 @@ rule train_diffusion:
         train=config["train"],
         checkpoint="results/model/{subject}/checkpoints/last.pt",
     threads: 4
+    priority: CRITICAL_PATH_PRIORITY["train_diffusion"]
     resources:
         gpu=1,
     conda:
@@ -46,6 +47,7 @@ rule sample:
         device=config["train"]["device"],
         precision=config["train"]["inference_precision"],
     threads: 4
+    priority: CRITICAL_PATH_PRIORITY["sample"]
     resources:
         gpu=1,
     conda:
