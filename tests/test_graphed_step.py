@@ -121,3 +121,26 @@ def test_cuda_graph_does_not_change_what_a_checkpoint_resumes():
     other = copy.deepcopy(config)
     other["train"]["cuda_graph"] = "off"
     assert config_fingerprint(config) == config_fingerprint(other)
+
+
+def test_a_checkpoint_of_a_captured_run_resumes_with_or_without_the_graph():
+    """The saved optimiser state is the eager one (float learning rate, not capturable); loading it
+    into a captured run's optimiser gives back the device learning rate and device step counts."""
+    from modalmerge.training.graphed import load_optimizer_state, portable_optimizer_state
+    diffusion, optimizer, _ = setup()
+    (x0, labels, draws), = batches(1)
+    diffusion(x0, labels, draws=draws).backward()
+    optimizer.step()
+    saved = portable_optimizer_state(optimizer)
+    assert all(isinstance(g["lr"], float) and g["capturable"] is False for g in saved["param_groups"])
+
+    lr = torch.tensor(5e-4)
+    captured = torch.optim.AdamW(diffusion.network.parameters(), lr=lr, weight_decay=0.01)
+    load_optimizer_state(captured, saved, capturable=True)
+    assert all(g["lr"] is lr and g["capturable"] is True for g in captured.param_groups)
+    steps = [s["step"] for s in captured.state.values()]
+    assert steps and all(s.dtype == torch.float32 and float(s) == 1 for s in steps)
+
+    eager = torch.optim.AdamW(diffusion.network.parameters(), lr=1e-3, weight_decay=0.01)
+    load_optimizer_state(eager, saved, capturable=False)
+    assert all(g["lr"] == 1e-3 and g["capturable"] is False for g in eager.param_groups)

@@ -38,6 +38,27 @@ def use_cuda_graph(choice: str | bool, device: torch.device, distributed: bool, 
     return choice != "off" and possible
 
 
+def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser's state as an uncaptured run saves it (a float learning rate, not capturable),
+    so that a checkpoint resumes on any device with or without a CUDA graph."""
+    state = optimizer.state_dict()
+    state["param_groups"] = [{**group, "lr": float(group["lr"]), "capturable": False} for group in state["param_groups"]]
+    return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, capturable: bool) -> None:
+    """Load a (portable) optimiser state; a captured step gets back its device learning rate and
+    device step counts."""
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    if capturable:
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"], group["capturable"] = lr, True
+        for param_state in optimizer.state.values():
+            if "step" in param_state:
+                param_state["step"] = param_state["step"].to(lrs[0].device, torch.float32)
+
+
 class StaticStep:
     """Forward, backward, clipping, optimiser and EMA of one step on static input buffers.
 
@@ -120,3 +141,24 @@ class StaticStep:
                 self.loss = self._body()
         self.graph.replay()
         return self.loss
+
+
+class PinnedUpload:
+    """Host-to-device copies of small index tensors without a stream synchronisation: a copy from
+    pageable memory synchronises the stream, one from pinned memory does not. A ring of pinned
+    buffers, each reused only once the copy that last read it has run (its event)."""
+
+    def __init__(self, device: torch.device, slots: int = 4):
+        self.device, self.slots, self.next = device, slots, 0
+        self.buffers: list[torch.Tensor | None] = [None] * slots
+        self.events = [torch.cuda.Event() for _ in range(slots)]
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        slot, self.next = self.next, (self.next + 1) % self.slots
+        self.events[slot].synchronize()  # returns at once unless the GPU is `slots` copies behind
+        if self.buffers[slot] is None or self.buffers[slot].shape != values.shape:
+            self.buffers[slot] = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        self.buffers[slot].copy_(values)
+        on_device = self.buffers[slot].to(self.device, non_blocking=True)
+        self.events[slot].record()
+        return on_device

@@ -24,69 +24,12 @@ from ..diffusion.checkpoints import CHECKPOINT_VERSION, load_checkpoint, save_ch
 from ..diffusion.gaussian import GaussianDiffusion
 from ..runtime import native_bfloat16
 from .distributed import DistributedContext
-from .graphed import StaticStep, use_cuda_graph
+from .ema import ExponentialMovingAverage
+from .graphed import PinnedUpload, StaticStep, load_optimizer_state, portable_optimizer_state, use_cuda_graph
 from .guard import AncestorWatch
 from .log import TrainingLog
 
 log = logging.getLogger("modalmerge")
-
-
-class ExponentialMovingAverage:
-    """EMA of the weights with a warm-up: decay_k = min(decay, (1 + k) / (10 + k)).
-
-    Written here (not torch.optim.swa_utils) for the warm-up: a fixed 0.999 with no warm-up was
-    measured worse than the raw weights over short CPU runs.
-    """
-
-    def __init__(self, network: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = copy.deepcopy(network).eval().requires_grad_(False)
-        self.updates = 0
-
-    def next_weight(self) -> float:
-        """Count one more update and return its weight 1 - decay_k."""
-        self.updates += 1
-        return 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
-
-    @torch.no_grad()
-    def apply(self, network: torch.nn.Module, weight: float | torch.Tensor) -> None:
-        """shadow += weight * (weights - shadow); ``weight`` a float or a 0-d device tensor (what a
-        captured CUDA graph reads at every replay)."""
-        shadow = list(self.shadow.parameters())
-        weights = [p.detach() for p in network.parameters()]
-        if torch.is_tensor(weight):
-            difference = torch._foreach_sub(weights, shadow)
-            torch._foreach_mul_(difference, weight)
-            torch._foreach_add_(shadow, difference)
-        else:
-            # one fused call over all parameters instead of one kernel each
-            torch._foreach_lerp_(shadow, weights, weight)
-        for ema_b, b in zip(self.shadow.buffers(), network.buffers()):
-            ema_b.copy_(b)
-
-    def update(self, network: torch.nn.Module) -> None:
-        self.apply(network, self.next_weight())
-
-
-class PinnedUpload:
-    """Host-to-device copies of small index tensors without a stream synchronisation: a copy from
-    pageable memory synchronises the stream, one from pinned memory does not. A ring of pinned
-    buffers, each reused only once the copy that last read it has run (its event)."""
-
-    def __init__(self, device: torch.device, slots: int = 4):
-        self.device, self.slots, self.next = device, slots, 0
-        self.buffers: list[torch.Tensor | None] = [None] * slots
-        self.events = [torch.cuda.Event() for _ in range(slots)]
-
-    def __call__(self, values: torch.Tensor) -> torch.Tensor:
-        slot, self.next = self.next, (self.next + 1) % self.slots
-        self.events[slot].synchronize()  # returns at once unless the GPU is `slots` copies behind
-        if self.buffers[slot] is None or self.buffers[slot].shape != values.shape:
-            self.buffers[slot] = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
-        self.buffers[slot].copy_(values)
-        on_device = self.buffers[slot].to(self.device, non_blocking=True)
-        self.events[slot].record()
-        return on_device
 
 
 # keys that change how training is run, not what it computes: a checkpoint resumes across them
@@ -211,31 +154,16 @@ class Trainer:
         return {
             "version": CHECKPOINT_VERSION, "step": self.step, "elapsed_s": self.elapsed,
             "model": self.diffusion.state_dict(), "ema": self.ema.shadow.state_dict(), "ema_updates": self.ema.updates,
-            "opt": self.portable_optimizer_state(), "generator": self.generator.get_state(),
+            "opt": portable_optimizer_state(self.optimizer), "generator": self.generator.get_state(),
             "sample_generator": self.sample_generator.get_state(), "log": self.log_rows,
             "fingerprint": self.fingerprint, "metadata": self.metadata, "best": self.best,
         }
-
-    def portable_optimizer_state(self) -> dict:
-        """The optimiser's state as an uncaptured run saves it (a float learning rate, not
-        capturable), so that a checkpoint resumes on any device with or without a CUDA graph."""
-        state = self.optimizer.state_dict()
-        state["param_groups"] = [{**group, "lr": float(group["lr"]), "capturable": False}
-                                 for group in state["param_groups"]]
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.diffusion.load_state_dict(state["model"])
         self.ema.shadow.load_state_dict(state["ema"])
         self.ema.updates = state["ema_updates"]
-        lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state["opt"])
-        if self.graphed:  # back to a device learning rate and device step counts
-            for group, lr in zip(self.optimizer.param_groups, lrs):
-                group["lr"], group["capturable"] = lr, True
-            for param_state in self.optimizer.state.values():
-                if "step" in param_state:
-                    param_state["step"] = param_state["step"].to(self.device, torch.float32)
+        load_optimizer_state(self.optimizer, state["opt"], capturable=self.graphed)
         self.generator.set_state(state["generator"].to(self.generator.get_state().device))
         self.sample_generator.set_state(state["sample_generator"])
         self.step, self.elapsed, self.log_rows = state["step"], state["elapsed_s"], [list(r) for r in state["log"]]
