@@ -349,5 +349,7 @@ def test_rolling_checkpoints_are_spaced_by_steps_and_by_seconds(tmp_path, prepar
     real_save = trainer_module.save_checkpoint_atomic
     monkeypatch.setattr(trainer_module, "save_checkpoint_atomic", lambda state, path: (saved.append(state["step"]),
                                                                                        real_save(state, path)))
-    train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path), threads=2, progress=False)
+    summary = train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path), threads=2,
+                            progress=False)
     assert saved == expected
+    assert summary["cuda_graph"] is False  # a CPU steps eagerly

@@ -116,6 +116,7 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
     summary.update({
         "device": str(device), "threads": torch.get_num_threads(), "processes": context.world_size,
         "training_precision": "bfloat16" if trainer.use_amp else "float32",
+        "cuda_graph": trainer.graphed,  # whether the step was captured in a CUDA graph (train.cuda_graph)
         "parameters": n_params,
         "n_training_clips": int(len(clips)), "train_runs": model_runs, "test_runs": split.test_runs,
         "validation_runs": validation_runs,
