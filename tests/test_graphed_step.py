@@ -18,21 +18,21 @@ from modalmerge.training.trainer import ExponentialMovingAverage, config_fingerp
 TINY = dict(channels=(8, 16, 16), attention_levels=(2,), temporal_heads=2, temporal_head_dim=8, norm_groups=4)
 
 
-def setup(seed=0, optimizer="adamw"):
+def setup(seed=0, optimizer="adamw", dropout=0.0, context_prob=0.0):
     torch.manual_seed(seed)
-    network = SpatioTemporalDenoiser((6, 10, 10), 4, 9, dropout=0.0, **TINY)
+    network = SpatioTemporalDenoiser((6, 10, 10), 4, 9, dropout=dropout, **TINY)
     for p in network.parameters():  # zero-initialised output layers would make the first steps trivial
         torch.nn.init.normal_(p, std=0.05)
     diffusion = GaussianDiffusion(network, Scheduler(1000, prediction_type="v"), torch.ones(6, 10, 10),
-                                  label_dropout=0.2, min_snr_gamma=5.0)
+                                  label_dropout=0.2, min_snr_gamma=5.0, context_prob=context_prob)
     optimizer = (torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=0.01) if optimizer == "adamw"
                  else torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9))  # SGD: clipping shows
     return diffusion, optimizer, ExponentialMovingAverage(network, 0.99)
 
 
-def batches(n, seed=1):
+def batches(n, seed=1, context_prob=0.0):
     generator = torch.Generator().manual_seed(seed)
-    diffusion, _, _ = setup()
+    diffusion, _, _ = setup(context_prob=context_prob)
     out = []
     for _ in range(n):
         x0 = torch.randn(3, 4, 6, 10, 10, generator=generator)
@@ -41,11 +41,13 @@ def batches(n, seed=1):
     return out
 
 
-@pytest.mark.parametrize("kind", ["adamw", "sgd"])
-def test_the_static_step_trains_exactly_like_the_plain_loop(kind):
-    data = batches(5)
+@pytest.mark.parametrize("kind, dropout, context_prob", [("adamw", 0.0, 0.0), ("sgd", 0.0, 0.0), ("adamw", 0.1, 0.5)])
+def test_the_static_step_trains_exactly_like_the_plain_loop(kind, dropout, context_prob):
+    """Also with dropout (random inside the step) and clean context frames (one more draw)."""
+    data = batches(5, context_prob=context_prob)
+    assert (data[0][2].context is not None) == (context_prob > 0)
     lrs = [1e-3, 8e-4, 6e-4, 4e-4, 2e-4]
-    diffusion, optimizer, ema = setup(optimizer=kind)
+    diffusion, optimizer, ema = setup(optimizer=kind, dropout=dropout, context_prob=context_prob)
     plain_losses = []
     for (x0, labels, draws), lr in zip(data, lrs):
         for group in optimizer.param_groups:
@@ -58,7 +60,7 @@ def test_the_static_step_trains_exactly_like_the_plain_loop(kind):
         ema.update(diffusion.network)
         plain_losses.append(float(loss.detach()))
 
-    static_diffusion, static_optimizer, static_ema = setup(optimizer=kind)
+    static_diffusion, static_optimizer, static_ema = setup(optimizer=kind, dropout=dropout, context_prob=context_prob)
     step = StaticStep(static_diffusion, static_optimizer, static_ema, grad_clip=0.01, amp_dtype=None, capture=False)
     static_losses = [float(step(x0, labels, draws, lr)) for (x0, labels, draws), lr in zip(data, lrs)]
 
@@ -68,7 +70,7 @@ def test_the_static_step_trains_exactly_like_the_plain_loop(kind):
         for (name, a), b in zip(mine.named_parameters(), theirs.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
     # the steps changed the weights and the EMA lags them (the comparison above is not vacuous)
-    untouched, _, _ = setup()
+    untouched, _, _ = setup(dropout=dropout, context_prob=context_prob)
     moved = [float((a - b).abs().max()) for a, b in zip(diffusion.network.parameters(), untouched.network.parameters())]
     assert max(moved) > 1e-5  # far beyond the tolerance above
     assert any(not torch.equal(a, b) for a, b in zip(ema.shadow.parameters(), diffusion.network.parameters()))
