@@ -106,7 +106,7 @@ def rule_of(record: dict) -> str:
 def test_every_job_but_the_local_ones_went_through_slurm_and_completed(slurm_run):
     records = slurm_run["records"]
     rules = sorted(rule_of(r) for r in records.values())
-    per_subject = {"mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode",
+    per_subject = {"mask_and_normalize", "train_diffusion", "sample", "evaluate_ssim", "decode_classical", "decode",
                    "inject_synthetic_anomalies", "score_auc", "report"}
     assert rules == sorted(r for r in per_subject for _ in SUBJECTS)
     assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
