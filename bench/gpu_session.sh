@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU work of one lent session, run on the device machine from the repository root:
 #   0. (STEP_S > 0) bench/measure_training_step.py: the training step eager and captured in a CUDA graph,
-#      with the numerical check, and (BASELINE_CODE set: a checkout of older code) that code's step;
+#      with the numerical check, and (BASELINE_CODE set: a folder with an older package and its config.yaml,
+#      e.g. `mkdir -p gpu_cache/baseline && git archive REV modalmerge config.yaml | tar x -C gpu_cache/baseline`)
+#      that code's step;
 #   1. (ABLATION_S > 0, default 330) bench/ablation.py: 4 variants x seeds 0 1 2, 9 workflows at a time on one GPU;
 #   2. (LEARNING_CURVE_S > 0) bench/learning_curve.py: diffusion models trained on 1 and 3 runs, seeds 0-2;
 #   3. the default workflow end to end, cold (data cached), snakemake --cores $(nproc); with E2E_SEEDS="0 1 2"
