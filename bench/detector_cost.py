@@ -103,12 +103,14 @@ class MultiLevelDetector(ClipDetector):
         return frame_max(maps, self.mask_)
 
 
-def development_inputs(folder: Path) -> tuple:
+def development_inputs(folder: Path, development: bool = True) -> tuple:
     """A development-split folder's workflow up to the injected anomalies (run 9), and what the
     detectors need: ``(config, injected, prepared data, training-run clips, their design labels,
-    the injected clips' design labels)``."""
+    the injected clips' design labels)``. ``development=False`` reads a workflow folder of the
+    default split the same way (its held-out runs are only ever measured)."""
     config = yaml.safe_load((folder / "config.yaml").read_text())
-    assert config["prep"]["split"]["test_runs"] == [9], f"{folder}: not a development-split folder (bench/ablation.py --select)"
+    if development:
+        assert config["prep"]["split"]["test_runs"] == [9], f"{folder}: not a development-split folder (bench/ablation.py --select)"
     subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(folder),
                     "--configfile", str(folder / "config.yaml"), "--cores", "2", "results/anomalies/sub001/injected.npz"],
                    check=True, capture_output=True)
