@@ -11,6 +11,7 @@ import torch
 
 from modalmerge.diffusion.gaussian import GaussianDiffusion
 from modalmerge.diffusion.schedulers import Scheduler
+from modalmerge.errors import ModalMergeInputError
 from modalmerge.model import SpatioTemporalDenoiser
 from modalmerge.training.graphed import StaticStep, use_cuda_graph
 from modalmerge.training.trainer import ExponentialMovingAverage, config_fingerprint
@@ -112,9 +113,9 @@ def test_cuda_graph_choice_is_resolved(choice, device, distributed, checkpointin
     ("cuda", False, True, "gradient checkpointing"),
 ])
 def test_cuda_graph_on_where_impossible_is_refused(device, distributed, checkpointing, message):
-    with pytest.raises(ValueError, match=f"train.cuda_graph is 'on' but {message}"):
+    with pytest.raises(ModalMergeInputError, match=f"'train.cuda_graph' is 'on' but {message}"):
         use_cuda_graph("on", torch.device(device), distributed, checkpointing)
-    with pytest.raises(ValueError, match="must be one of auto, on, off"):
+    with pytest.raises(ModalMergeInputError, match="must be one of auto, on, off"):
         use_cuda_graph("sometimes", torch.device(device), distributed, checkpointing)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -353,3 +354,12 @@ def test_rolling_checkpoints_are_spaced_by_steps_and_by_seconds(tmp_path, prepar
                             progress=False)
     assert saved == expected
     assert summary["cuda_graph"] is False  # a CPU steps eagerly
+
+
+def test_cuda_graph_on_without_a_gpu_is_refused_before_any_output(tmp_path, prepared_slice):
+    config = tiny_config(steps=2)
+    config["train"]["cuda_graph"] = "on"
+    out = outputs(tmp_path / "out")
+    with pytest.raises(ModalMergeInputError, match="'train.cuda_graph' is 'on' but the device is not a CUDA GPU"):
+        train_subject(prepared_slice["volumes"], prepared_slice["split"], config, out, threads=2, progress=False)
+    assert not any(Path(path).exists() for path in out.values())

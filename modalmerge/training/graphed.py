@@ -18,6 +18,7 @@ from contextlib import nullcontext
 import torch
 
 from ..diffusion.gaussian import GaussianDiffusion, TrainingDraws
+from ..errors import ModalMergeInputError
 
 CUDA_GRAPH_CHOICES = ("auto", "on", "off")
 
@@ -28,13 +29,13 @@ def use_cuda_graph(choice: str | bool, device: torch.device, distributed: bool, 
     if isinstance(choice, bool):
         choice = "on" if choice else "off"
     if choice not in CUDA_GRAPH_CHOICES:
-        raise ValueError(f"train.cuda_graph must be one of {', '.join(CUDA_GRAPH_CHOICES)}; got {choice!r}.")
+        raise ModalMergeInputError(f"config key 'train.cuda_graph' must be one of {', '.join(CUDA_GRAPH_CHOICES)}; got {choice!r}.")
     possible = device.type == "cuda" and not distributed and not gradient_checkpointing
     if choice == "on" and not possible:
         why = ("the device is not a CUDA GPU" if device.type != "cuda" else
                "training runs in several processes (DDP)" if distributed else
                "gradient checkpointing saves and restores the RNG state, which a captured graph cannot do")
-        raise ValueError(f"train.cuda_graph is 'on' but {why}; set train.cuda_graph to 'auto' or 'off'.")
+        raise ModalMergeInputError(f"config key 'train.cuda_graph' is 'on' but {why}; set it to 'auto' or 'off'.")
     return choice != "off" and possible
 
 
