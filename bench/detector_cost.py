@@ -61,6 +61,7 @@ from modalmerge.data.clips import make_clips  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
 from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
+from modalmerge.stages.anomalies import calibration_clips  # noqa: E402
 
 EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over draws)
     "cost": {
@@ -140,8 +141,7 @@ def score_folder(folder: Path, variants: dict) -> dict:
     defaults = cfg["default_strengths"]
     diffusion, _ = load_diffusion(folder / "results/model/sub001/model.pt", torch.device("cpu"))
     precision = inference_precision(torch.device("cpu"), config["train"].get("inference_precision", "auto"))
-    calibration = np.random.default_rng(cfg["seed"]).choice(len(clips), min(cfg["diffusion"]["calibration_clips"], len(clips)),
-                                                            replace=False)
+    calibration = calibration_clips(len(clips), cfg)
     detectors = {name: (d, None, 0) for name, d in classical_detectors(data.mask, 0).items()}
     for name, (levels, steps, draws, average) in variants.items():
         detector = (DiffusionDetector(data.mask, diffusion, levels[0], steps, draws, seed=cfg["seed"], average=average)

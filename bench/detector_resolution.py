@@ -26,23 +26,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from detector_cost import development_inputs  # noqa: E402
 from modalmerge.analysis.detectors import classical_detectors  # noqa: E402
-from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
+from modalmerge.analysis.anomaly_metrics import pooled_at_default  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
 from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
+from modalmerge.stages.anomalies import calibration_clips, workflow_diffusion_detector  # noqa: E402
 
 
 def pooled_scores(folder: Path, development: bool) -> dict:
     """Both detectors' clip scores at the default strengths (clean clips and every type pooled)."""
     config, injected, data, clips, labels, design = development_inputs(folder, development)
     cfg = config["anomalies"]
-    types, strengths = injected["types"], injected["strengths"]
-    at_default = (types == "none") | np.array([cfg["default_strengths"].get(k) == s for k, s in zip(types, strengths)])
+    at_default = pooled_at_default(injected, cfg["default_strengths"])
     device = torch.device("cpu")
     precision = inference_precision(device, config["train"].get("inference_precision", "auto"))
     diffusion, _ = load_diffusion(folder / "results/model/sub001/model.pt", device)
-    d = cfg["diffusion"]
-    detector = DiffusionDetector(data.mask, diffusion, d["t_start"], d["steps"], d["n_draws"], seed=cfg["seed"])
-    calibration = np.random.default_rng(cfg["seed"]).choice(len(clips), min(d["calibration_clips"], len(clips)), replace=False)
+    detector = workflow_diffusion_detector(data.mask, diffusion, cfg)
+    calibration = calibration_clips(len(clips), cfg)
     with model_autocast(device, precision):
         detector.fit(clips[calibration], labels[calibration])
         diffusion_scores = detector.decision_function(injected["clips"], design)

@@ -30,11 +30,17 @@ def voxel_metrics(maps: np.ndarray, truth: np.ndarray, mask: np.ndarray, clean_t
             "best_dice_optimistic": max(dice(values > t, target) for t in thresholds)}
 
 
+def pooled_at_default(injected: dict, default_strengths: dict) -> np.ndarray:
+    """The clips of the pooled metrics: every clean clip and every anomaly at its type's default strength."""
+    types, strengths = injected["types"], injected["strengths"]
+    return (types == "none") | np.array([default_strengths.get(k) == s for k, s in zip(types, strengths)])
+
+
 def evaluate_detector(scores, maps, injected: dict, mask, default_strengths: dict, fp_rate: float) -> dict:
     """All metrics of one detector: pooled at the default strengths, by type, by type and strength."""
     types, strengths, labels = injected["types"], injected["strengths"], injected["labels"]
     normal = types == "none"
-    at_default = normal | np.array([default_strengths.get(k) == s for k, s in zip(types, strengths)])
+    at_default = pooled_at_default(injected, default_strengths)
     entry = clip_metrics(scores[at_default], labels[at_default])
     fpr, tpr, _ = roc_curve(labels[at_default], scores[at_default])
     entry["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}

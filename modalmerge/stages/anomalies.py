@@ -65,6 +65,19 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
     return {name: round(entry["auroc"], 3) for name, entry in results.items()}
 
 
+def workflow_diffusion_detector(mask: np.ndarray, diffusion, config: dict) -> DiffusionDetector:
+    """The diffusion detector with the settings of ``anomalies.diffusion`` (``config`` = ``anomalies``)."""
+    cfg = config["diffusion"]
+    return DiffusionDetector(mask, diffusion, cfg["t_start"], cfg["steps"], cfg["n_draws"], seed=config["seed"])
+
+
+def calibration_clips(n_train_clips: int, config: dict) -> np.ndarray:
+    """Which training-run clips standardise the diffusion detector: ``anomalies.diffusion.calibration_clips``
+    of them, drawn with ``anomalies.seed``."""
+    n = min(config["diffusion"]["calibration_clips"], n_train_clips)
+    return np.random.default_rng(config["seed"]).choice(n_train_clips, n, replace=False)
+
+
 def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict, device, precision: str) -> tuple[dict, np.ndarray | None]:
     """Fit every classical detector (and the diffusion detector, when ``diffusion`` is a trained model)
     on clean clips of the training runs, score the injected clips of the held-out runs, and evaluate
@@ -88,9 +101,8 @@ def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict,
     diffusion_maps = None
     if diffusion is not None:
         started = time.perf_counter()
-        cfg = config["diffusion"]
-        detector = DiffusionDetector(data.mask, diffusion, cfg["t_start"], cfg["steps"], cfg["n_draws"], seed=config["seed"])
-        calibration = np.random.default_rng(config["seed"]).choice(len(train_clips), min(cfg["calibration_clips"], len(train_clips)), replace=False)
+        detector = workflow_diffusion_detector(data.mask, diffusion, config)
+        calibration = calibration_clips(len(train_clips), config)
         with model_autocast(device, precision):
             detector.fit(train_clips[calibration], train_labels[calibration])
             diffusion_maps = detector.score_maps(injected["clips"], design)

@@ -50,7 +50,7 @@ def classical_decoding(data: PreparedData, config: dict, threads: int = 1) -> tu
     """The classical decoders (per-volume and block-averaged linear SVM, logistic regression, nilearn's
     Decoder) on the held-out runs and leave-one-run-out: ``(results_by_decoder, timings)``. They need
     the prepared data only, so the workflow runs them beside the training (rule ``decode_classical``)."""
-    X, y, runs = category_volumes(data)
+    X, y, runs, _ = category_volumes(data)
     train_runs, test_runs, categories = data.train_runs, data.test_runs, data.categories
     n_perm, seed = config["n_permutations"], config["seed"]
     jobs = usable_threads(threads)  # permutation and leave-one-run-out refits run in this many processes
@@ -70,10 +70,11 @@ def classical_decoding(data: PreparedData, config: dict, threads: int = 1) -> tu
     return results, timings
 
 
-def category_volumes(data: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """In-mask voxels, category ids and runs of the volumes showing a category (rest left out)."""
+def category_volumes(data: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """In-mask voxels, category ids and runs of the volumes showing a category (rest left out), and
+    which volumes those are."""
     is_category = data.label_ids != data.rest_id
-    return data.X[:, data.mask][is_category], data.label_ids[is_category], data.runs[is_category]
+    return data.X[:, data.mask][is_category], data.label_ids[is_category], data.runs[is_category], is_category
 
 
 def timed(results: dict, timings: dict):
@@ -103,8 +104,7 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
     results, timings = (dict(classical[0]), dict(classical[1])) if classical is not None else \
         classical_decoding(data, config, threads)
     categories = data.categories
-    is_category = data.label_ids != data.rest_id
-    X, y, runs = category_volumes(data)
+    X, y, runs, is_category = category_volumes(data)
     train_runs, test_runs = data.train_runs, data.test_runs
     n_perm, seed = config["n_permutations"], config["seed"]
     jobs = usable_threads(threads)

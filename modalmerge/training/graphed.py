@@ -61,16 +61,19 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, capturab
 
 
 class StaticStep:
-    """Forward, backward, clipping, optimiser and EMA of one step on static input buffers.
+    """Forward, backward, clipping, optimiser and EMA of one training step on static input buffers:
+    the trainer's step, captured or not.
 
-    ``warmup`` eager steps (real steps: they train) run on a side stream before the capture, as
-    CUDA graphs require; every later call replays the graph. The optimiser must be ``capturable``
-    with a 0-d tensor learning rate when ``capture`` is true.
+    With ``capture``, ``warmup`` eager steps (real steps: they train) run on a side stream before the
+    capture, as CUDA graphs require, and every later call replays the graph; the optimiser must then
+    be ``capturable`` with a 0-d tensor learning rate. ``model`` computes the loss (the diffusion
+    process itself, or its DistributedDataParallel wrapper); ``diffusion`` owns the weights.
     """
 
     def __init__(self, diffusion: GaussianDiffusion, optimizer: torch.optim.Optimizer, ema, grad_clip: float,
-                 amp_dtype: torch.dtype | None, capture: bool, warmup: int = 3):
+                 amp_dtype: torch.dtype | None, capture: bool, warmup: int = 3, model: torch.nn.Module | None = None):
         self.diffusion = diffusion
+        self.model = model if model is not None else diffusion
         self.optimizer = optimizer
         self.ema = ema
         self.grad_clip = grad_clip
@@ -82,7 +85,8 @@ class StaticStep:
         self.buffers: dict | None = None
         self.loss: torch.Tensor | None = None
         device = diffusion.mask.device
-        self.ema_weight = torch.zeros((), device=device)
+        self.ema_weight = torch.zeros((), device=device)  # what a captured EMA reads
+        self.weight = 0.0  # the uncaptured EMA's weight (a float: torch's fused lerp, as before the graph)
         self.stream = torch.cuda.Stream(device) if capture else None
 
     def _fill(self, x0: torch.Tensor, labels: torch.Tensor, draws: TrainingDraws) -> None:
@@ -102,12 +106,12 @@ class StaticStep:
         amp = (torch.autocast(b["x0"].device.type, dtype=self.amp_dtype, cache_enabled=not self.capture)
                if self.amp_dtype is not None else nullcontext())
         with amp:
-            loss = self.diffusion(b["x0"], b["labels"], draws=draws)
+            loss = self.model(b["x0"], b["labels"], draws=draws)
         loss.backward()
         parameters = list(self.diffusion.network.parameters())
         torch.nn.utils.clip_grad_norm_(parameters, self.grad_clip)
         self.optimizer.step()
-        self.ema.apply(self.diffusion.network, self.ema_weight)
+        self.ema.apply(self.diffusion.network, self.ema_weight if self.capture else self.weight)
         return loss.detach().float()
 
     def set_learning_rate(self, lr: float) -> None:
@@ -121,12 +125,13 @@ class StaticStep:
         """One training step; returns the loss as a device tensor (read it before the next call)."""
         self._fill(x0, labels, draws)
         self.set_learning_rate(lr)
-        self.ema_weight.fill_(self.ema.next_weight())
+        self.weight = self.ema.next_weight()
         self.calls += 1
         if not self.capture:
             self.optimizer.zero_grad(set_to_none=True)
             self.loss = self._body()
             return self.loss
+        self.ema_weight.fill_(self.weight)
         current = torch.cuda.current_stream(self.ema_weight.device)
         if self.calls <= self.warmup:  # eager, on a side stream (what capture needs to have seen)
             self.stream.wait_stream(current)

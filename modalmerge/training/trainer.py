@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -221,10 +220,9 @@ class Trainer:
         self.try_resume()
         self.diffusion.train()
         write_log = TrainingLog(log_path if self.context.is_main else None, self.log_rows)
-        amp_dtype = torch.bfloat16 if self.use_amp else None
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_amp else nullcontext()
-        graphed = (StaticStep(self.diffusion, self.optimizer, self.ema, cfg["grad_clip"], amp_dtype, capture=True)
-                   if self.graphed else None)
+        # one step body, captured in a CUDA graph where train.cuda_graph resolves to it, else run as is
+        step = StaticStep(self.diffusion, self.optimizer, self.ema, cfg["grad_clip"],
+                          torch.bfloat16 if self.use_amp else None, capture=self.graphed, model=self.model)
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         running, count = 0.0, 0
         last_save = time.monotonic()
@@ -238,20 +236,9 @@ class Trainer:
                 pick = self.upload(pick)
             x0 = self.clips[pick].to(self.device, non_blocking=True)
             labels = self.clip_labels[pick].to(self.device)
-            if graphed is not None:
-                loss = graphed(x0, labels, draws, lr)
-            else:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with amp:
-                    loss = self.model(x0, labels, draws=draws)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.diffusion.network.parameters(), cfg["grad_clip"])
-                self.optimizer.step()
-                self.ema.update(self.diffusion.network)
+            loss = step(x0, labels, draws, lr)
             self.step += 1
-            running = running + loss.detach().float()  # stays on the device: no sync per step
+            running = running + loss  # stays on the device: no sync per step
             count += 1
             log_now = self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]
             if log_now and self.device.type == "cuda":
