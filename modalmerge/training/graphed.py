@@ -8,7 +8,8 @@ clips, labels and draws are copied into static buffers, the learning rate and th
 filled into 0-d tensors, the optimiser counts its steps on the device (``capturable=True``).
 
 The same class runs uncaptured (``capture=False``) on any device: the step then executes eagerly on
-the same static buffers, which is how the CPU tests check it against the plain loop.
+the same static buffers. That is the trainer's step wherever no graph is used (a CPU, DDP, gradient
+checkpointing, ``train.cuda_graph: off``), and how the CPU tests check it against a plain loop.
 """
 
 from __future__ import annotations
