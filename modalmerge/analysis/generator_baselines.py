@@ -54,16 +54,54 @@ class LinearGaussianGenerator(BaseEstimator):
         rng = np.random.default_rng(self.seed)
         runs = []
         for labels in run_labels:
-            unknown = sorted(set(np.unique(labels).tolist()) - set(self.means_))
-            if unknown:
-                raise ValueError(f"labels {unknown} were not in the training data; known: {sorted(self.means_)}.")
+            means = self._means_of(labels)
             innovations = rng.standard_normal((len(labels), len(self.phi_))) @ self.cholesky_.T
             residual = np.empty_like(innovations)
             residual[0] = innovations[0] * self.stationary_scale_
             for t in range(1, len(labels)):
                 residual[t] = self.phi_ * residual[t - 1] + innovations[t]
-            runs.append(np.stack([self.means_[int(c)] for c in labels]) + residual)
+            runs.append(means + residual)
         return np.concatenate(runs).astype(np.float32)
+
+    def innovations(self, X: np.ndarray, labels: np.ndarray, runs: np.ndarray) -> np.ndarray:
+        """The fitted linear part removed from ``X`` (n, n_voxels): each volume's AR(1) innovation
+        (residual from the category means minus ``phi`` x the previous volume's residual, within its
+        run; a run's first volume scaled to the innovation's variance), divided by each voxel's
+        innovation std. What a hybrid generator's nonlinear part (a diffusion model) learns; inverted
+        exactly by :meth:`from_innovations`."""
+        check_is_fitted(self, "cholesky_")
+        residual = np.asarray(X, np.float64) - self._means_of(labels)
+        out = np.empty_like(residual)
+        for run in np.unique(runs):
+            index = np.flatnonzero(runs == run)  # volumes of a run are consecutive in time, in order
+            r = residual[index]
+            out[index[0]] = r[0] / self.stationary_scale_
+            out[index[1:]] = r[1:] - self.phi_ * r[:-1]
+        return (out / self.innovation_std_).astype(np.float32)
+
+    def from_innovations(self, innovations: np.ndarray, labels: np.ndarray, runs: np.ndarray) -> np.ndarray:
+        """Volumes whose standardised innovations are ``innovations`` (n, n_voxels): the category means
+        of ``labels`` plus the AR(1) recursion run through each run in order. With Gaussian innovations
+        of the fitted covariance this is :meth:`sample`; with a diffusion model's, a hybrid generator."""
+        check_is_fitted(self, "cholesky_")
+        innovation = np.asarray(innovations, np.float64) * self.innovation_std_
+        residual = np.empty_like(innovation)
+        for run in np.unique(runs):
+            index = np.flatnonzero(runs == run)
+            residual[index[0]] = innovation[index[0]] * self.stationary_scale_
+            for previous, t in zip(index[:-1], index[1:]):
+                residual[t] = self.phi_ * residual[previous] + innovation[t]
+        return (self._means_of(labels) + residual).astype(np.float32)
+
+    @property
+    def innovation_std_(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.covariance_))
+
+    def _means_of(self, labels: np.ndarray) -> np.ndarray:
+        unknown = sorted(set(np.unique(labels).tolist()) - set(self.means_))
+        if unknown:
+            raise ValueError(f"labels {unknown} were not in the training data; known: {sorted(self.means_)}.")
+        return np.stack([self.means_[int(c)] for c in labels])
 
 
 def set_metrics(X_syn, y_syn, segments, X_test, y_test, X_train, y_train, mask, categories, window,

@@ -1,0 +1,218 @@
+"""A hybrid generator (the generation issue's CorrDiff-style direction): the classical generator's
+linear part (training-run category means + voxelwise AR(1)) with a diffusion model of what it leaves,
+its standardised innovations, against the same linear part with Gaussian (Ledoit-Wolf) innovations
+(the classical generator, ``gaussian_var1``) and the plain diffusion model.
+
+    python bench/hybrid_generator.py --prep RESULTS/prep/sub001 --configfile RESULTS/../config.yaml \\
+        --seeds 0 1 2 --out DIR [--plain FOLDER ...]
+
+Per seed N:
+1. ``LinearGaussianGenerator`` fitted on the prepared data's training runs; every volume turned into
+   its standardised innovation (``innovations``): the volumes the diffusion model is trained on.
+2. The diffusion model of ``--configfile`` (its ``train``, ``model`` and ``diffusion`` blocks,
+   ``train.seed`` = N) trained by the workflow's ``train_subject`` on those innovations: the same
+   training runs, clips, steps and split as the workflow.
+3. Synthetic innovations along the held-out runs' label sequences (the ``sample`` block, ``sample.seed``
+   = N; clips of the model's length stitched like the sample stage, ``runs_per_heldout_design`` sets),
+   then the linear part put back through the AR(1) recursion (``from_innovations``), which carries the
+   autocorrelation across clip boundaries.
+4. Scored by ``evaluate_fidelity`` (seed N) on the original prepared data: a ``fidelity.json`` whose
+   ``generator_baselines.gaussian_var1`` is the linear part with Gaussian innovations, sampled with the
+   same seed; ``--plain`` folders (workflow runs of the plain model on the same split, ``seed-N``
+   subfolders) add the plain diffusion model's numbers.
+
+The comparison, stated before any run: the diffusion part adds to the linear part on a measure when
+the paired difference (hybrid - gaussian_var1, same seed) points the favourable way beyond its sd
+over the seeds. Run it on the development split (``bench/ablation.py --select`` folders: run 9 held
+out, runs 10-12 absent) to decide; on the test runs it is a measurement.
+
+Writes ``DIR/seed-N/`` (model, training log, synthetic NPZ, fidelity.json) and ``DIR/summary.json``,
+``DIR/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from modalmerge.analysis.fidelity import evaluate_fidelity  # noqa: E402
+from modalmerge.analysis.generator_baselines import LinearGaussianGenerator  # noqa: E402
+from modalmerge.config import merge_config  # noqa: E402
+from modalmerge.data.clips import covering_clips  # noqa: E402
+from modalmerge.data.dataset import PreparedData  # noqa: E402
+from modalmerge.diffusion.checkpoints import checkpoint_sampler, load_diffusion  # noqa: E402
+from modalmerge.runtime import choose_device, inference_precision, model_autocast, usable_threads  # noqa: E402
+from modalmerge.stages.sample import sample_in_batches  # noqa: E402
+from modalmerge.stages.train import train_subject  # noqa: E402
+
+MEASURES = [  # (key in fidelity.json's set-level numbers, better: "high" / "low" / "real" = nearer the real value)
+    ("ssim", "high"), ("connectivity_similarity", "high"), ("c2st_accuracy", "low"), ("c2st_rbf_accuracy", "low"),
+    ("mmd", "low"), ("tstr_accuracy", "high"), ("global_std", "real"), ("voxel_std_map_correlation", "high"),
+    ("lag1", "real"), ("lag2", "real"), ("lag3", "real"), ("memorisation_ratio", "high"),
+]
+
+
+def innovation_data(data: PreparedData, linear: LinearGaussianGenerator) -> PreparedData:
+    """``data`` with every volume replaced by its standardised innovation under ``linear`` (0 outside the mask)."""
+    X = np.zeros_like(data.X)
+    X[:, data.mask] = linear.innovations(data.X[:, data.mask], data.label_ids, data.runs)
+    fields = {name: getattr(data, name) for name in data.__dataclass_fields__}
+    return PreparedData(**{**fields, "X": X, "X_raw": None})
+
+
+def sample_innovations(checkpoint: Path, run_labels: list[np.ndarray], sample_cfg: dict, threads: int) -> list[np.ndarray]:
+    """Synthetic innovation runs along ``run_labels``, clips stitched as the sample stage does (overlap 0)."""
+    torch.set_num_threads(usable_threads(threads))
+    device = choose_device("auto")
+    precision = inference_precision(device, sample_cfg.get("precision", "auto"))
+    diffusion, meta = load_diffusion(checkpoint, device)
+    sampler = checkpoint_sampler(meta, sample_cfg["sampler"], sample_cfg["steps"], sample_cfg["eta"], sample_cfg["variance"])
+    generator = torch.Generator(device=device).manual_seed(sample_cfg["seed"])
+    clip_length = meta["config"]["model"]["clip_length"]
+    runs = []
+    with model_autocast(device, precision):
+        for labels in run_labels:
+            clip_labels, keep = covering_clips(labels, clip_length)
+            clips, _ = sample_in_batches(diffusion, sampler, clip_labels, sample_cfg["guidance_scale"],
+                                         sample_cfg["batch_size"], generator)
+            runs.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
+    return runs
+
+
+def set_level(fidelity: dict, entry: dict | None = None) -> dict:
+    """The compared numbers of a fidelity.json: the model's own (``entry`` None; its top level nests
+    some of them) or a ``generator_baselines`` entry (flat, from ``set_metrics``)."""
+    source = fidelity if entry is None else entry
+    lags = source["temporal_autocorrelation"]
+    lags = lags.get("synthetic", lags)
+    std = source["global_std"]
+    memorisation = source["memorisation_ratio"] if entry is not None else fidelity["memorisation"]["ratio"]
+    out = {key: source[key] for key in ("ssim", "connectivity_similarity", "c2st_accuracy", "c2st_rbf_accuracy",
+                                        "tstr_accuracy", "voxel_std_map_correlation")}
+    out.update(mmd=source["mmd"]["mmd2"], global_std=std["synthetic"] if isinstance(std, dict) else std,
+               memorisation_ratio=memorisation, **{f"lag{i}": lags[f"lag{i}"] for i in (1, 2, 3)})
+    return out
+
+
+def real_values(fidelity: dict) -> dict:
+    """The held-out real runs' own values of the measures that have one."""
+    lags = fidelity["temporal_autocorrelation"]["heldout_real"]
+    return {"global_std": fidelity["global_std"]["heldout_real"], **{f"lag{i}": lags[f"lag{i}"] for i in (1, 2, 3)},
+            "ssim_ceiling": fidelity["ssim_ceiling"], "connectivity_similarity_ceiling": fidelity["connectivity_similarity_ceiling"],
+            "c2st_accuracy_ceiling": fidelity["c2st_accuracy_ceiling"], "mmd_ceiling": fidelity["mmd_ceiling"]["mmd2"],
+            "tstr_accuracy_trtr": fidelity["trtr_accuracy"]}
+
+
+def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, folder: Path, threads: int) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = merge_config(config, {block: {"seed": seed} for block in ("train", "sample", "evaluate")})
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    mask, train = data.mask, ~data.is_test
+    linear = LinearGaussianGenerator(seed).fit(data.X[train][:, mask], data.label_ids[train], data.runs[train])
+    innovations = innovation_data(data, linear)
+    innovations.save(folder / "innovations.npz")
+    started = time.perf_counter()
+    model = folder / "model.pt"
+    if not model.exists():
+        train_subject(folder / "innovations.npz", split_path, config,
+                      {"model": model, "log": folder / "training_log.tsv", "summary": folder / "training_summary.json",
+                       "checkpoint": folder / "checkpoint.pt"}, threads=threads, progress=False)
+    trained = time.perf_counter() - started
+    test = data.is_test
+    designs = [run for _ in range(config["sample"]["runs_per_heldout_design"]) for run in data.test_runs]
+    run_labels = [data.label_ids[test & (data.runs == run)] for run in designs]
+    started = time.perf_counter()
+    z_runs = sample_innovations(model, run_labels, config["sample"], threads)
+    sampled = time.perf_counter() - started
+    X = np.zeros((sum(len(r) for r in z_runs), *mask.shape), np.float32)
+    segment = np.repeat(np.arange(len(z_runs)), [len(r) for r in z_runs])
+    labels = np.concatenate(run_labels)
+    X[:, mask] = linear.from_innovations(np.concatenate(z_runs)[:, mask], labels, segment)
+    np.savez_compressed(folder / "synthetic.npz", X=X, label_ids=labels, design_run=np.repeat(designs, [len(r) for r in z_runs]))
+    synthetic = {"X": X, "label_ids": labels, "design_run": np.repeat(designs, [len(r) for r in z_runs]),
+                 "sampler": config["sample"]["sampler"], "guidance_scale": config["sample"]["guidance_scale"]}
+    fidelity, _ = evaluate_fidelity(data, synthetic, seed=seed)
+    real_z = innovations.X[train][:, mask]
+    z = np.concatenate(z_runs)[:, mask]
+    fidelity["hybrid"] = {
+        "innovation_std_synthetic": float(z.std()), "innovation_std_training": float(real_z.std()),
+        "train_s": trained, "sample_s": sampled,
+        "note": "linear part (training category means + voxelwise AR(1)) with diffusion-model innovations; "
+                "generator_baselines.gaussian_var1 is the same linear part with Gaussian innovations"}
+    (folder / "fidelity.json").write_text(json.dumps(fidelity, indent=2, default=float))
+    return fidelity
+
+
+def mean_sd(values):
+    values = np.asarray(values, float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise(per_seed: dict, plain: dict, out: Path) -> dict:
+    rows = {}
+    real = {}
+    for seed, fidelity in per_seed.items():
+        hybrid = set_level(fidelity)
+        classical = set_level(fidelity, fidelity["generator_baselines"]["gaussian_var1"])
+        for key, _ in MEASURES:
+            rows.setdefault(key, {"hybrid": [], "gaussian_var1": [], "difference": [], "plain": []})
+            rows[key]["hybrid"].append(hybrid[key])
+            rows[key]["gaussian_var1"].append(classical[key])
+            rows[key]["difference"].append(hybrid[key] - classical[key])
+            if seed in plain:
+                rows[key]["plain"].append(set_level(plain[seed])[key])
+        real = real_values(fidelity)
+    summary = {"seeds": sorted(per_seed), "real": real, "measures": {}}
+    lines = ["| measure | hybrid | gaussian_var1 (same linear part, Gaussian innovations) | hybrid - gaussian_var1 (paired) | plain diffusion | better |",
+             "|---|---|---|---|---|---|"]
+    for key, better in MEASURES:
+        r = rows[key]
+        entry = {name: mean_sd(values) for name, values in r.items() if values}
+        entry["per_seed_difference"] = r["difference"]
+        summary["measures"][key] = entry
+        fmt = lambda name: f"{entry[name][0]:.4f} ± {entry[name][1]:.4f}" if name in entry else "-"  # noqa: E731
+        lines.append(f"| {key} | {fmt('hybrid')} | {fmt('gaussian_var1')} | {fmt('difference')} | {fmt('plain')} | {better} |")
+    lines.append("")
+    lines.append("Held-out real values: " + ", ".join(f"{k} {v:.4f}" for k, v in real.items()))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prep", required=True, type=Path, help="a prep folder holding volumes.npz and split.json")
+    parser.add_argument("--configfile", required=True, type=Path, help="the full config of the run that prepared --prep")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--plain", type=Path, help="folder with seed-N/results/eval/SUBJECT/fidelity.json of the plain model")
+    parser.add_argument("--subject", default="sub001")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(args.configfile.read_text())
+    data = PreparedData.load(args.prep / "volumes.npz", with_raw=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(args.prep / "split.json", args.out / "split.json")
+    per_seed, plain = {}, {}
+    for seed in args.seeds:
+        per_seed[seed] = run_seed(data, args.out / "split.json", config, seed, args.out / f"seed-{seed}", args.threads)
+        if args.plain is not None:
+            path = args.plain / f"seed-{seed}" / "results" / "eval" / args.subject / "fidelity.json"
+            if path.exists():
+                plain[seed] = json.loads(path.read_text())
+        summarise(per_seed, plain, args.out)
+
+
+if __name__ == "__main__":
+    main()
