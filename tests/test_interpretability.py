@@ -205,3 +205,34 @@ def test_temporal_attention_that_follows_content_tracks_the_autocorrelation_and_
     # the lag profile itself: a matrix that attends one frame later puts all weight at lag +1
     profile = attention_by_lag(next_frame(8)[None].repeat(2, 0))
     assert profile[8] == 1.0 and profile[7] == 1 / 8 and profile[:7].sum() == 0 and profile[9:].sum() == 0
+
+
+def test_svm_weight_agreement_finds_the_planted_regions_and_shuffled_labels_destroy_it():
+    X, y, runs = planted()
+    rng = np.random.default_rng(5)
+    attending = rng.random((3, 60)) * 0.2
+    for c in range(3):
+        attending[c, 10 * c:10 * c + 10] += 1.0
+    found = attention_selectivity(attending, X, y, runs, [0, 1, 2], n_permutations=50, n_svm_permutations=100)
+    svm = found["svm_weights"]
+    assert svm["n_permutations"] == 100
+    assert svm["any_category"]["above_null_99th"] and svm["category_specific"]["above_null_99th"]
+    assert svm["category_specific"]["p_value"] < 0.02
+    random = attention_selectivity(rng.random((3, 60)), X, y, runs, [0, 1, 2], n_permutations=50, n_svm_permutations=100)
+    assert not random["svm_weights"]["category_specific"]["above_null_99th"]
+    shuffled = attention_selectivity(attending, X, np.random.default_rng(6).permutation(y), runs, [0, 1, 2],
+                                     n_permutations=50, n_svm_permutations=100)
+    assert not shuffled["svm_weights"]["category_specific"]["above_null_99th"]
+    assert "svm_weights" not in attention_selectivity(attending, X, y, runs, [0, 1, 2], n_permutations=50,
+                                                      n_svm_permutations=0)
+
+
+def test_the_batched_svm_weights_are_liblinears():
+    from modalmerge.analysis.decoding import linear_svm
+    X, y, runs = planted()
+    label_sets = np.stack([y, shuffle_within_runs(y, runs, np.random.default_rng(7))])
+    weights, classes = linear_svm().permuted_coefficients(X, label_sets)
+    assert weights.shape == (2, 3, 60) and list(classes) == [0, 1, 2]
+    for labels, w in zip(label_sets, weights):
+        reference = linear_svm().fit(X, labels).coef_
+        assert np.abs(w - reference).max() < 1e-3 * np.abs(reference).max()

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from .decoding import shuffle_within_runs
+from .decoding import linear_svm, shuffle_within_runs
 
 
 @torch.no_grad()
@@ -89,14 +89,15 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def attention_selectivity(attention: np.ndarray, X: np.ndarray, y: np.ndarray, runs: np.ndarray, categories,
-                          n_permutations: int = 1000, seed: int = 0) -> dict:
+                          n_permutations: int = 1000, seed: int = 0, n_svm_permutations: int = 200) -> dict:
     """Does the model attend to category-selective voxels? ``attention`` ``(n_categories, n_voxels)``
     (one map per category, brain voxels), ``X``/``y``/``runs`` the training-run volumes.
 
     Two Spearman correlations, each against a null of selectivity maps recomputed with labels
     shuffled within runs: ``any_category`` (mean over categories of attention vs the ANOVA F map)
     and ``category_specific`` (each category's attention minus the mean attention, vs that
-    category's t map against the others).
+    category's t map against the others). Under ``svm_weights`` the same two against the linear
+    SVM's weights (:func:`svm_weight_agreement`, ``n_svm_permutations`` shuffles; 0 leaves it out).
     """
     attention_ranks = _ranks(attention)
     specific_ranks = _ranks(attention - attention.mean(0))
@@ -108,7 +109,39 @@ def attention_selectivity(attention: np.ndarray, X: np.ndarray, y: np.ndarray, r
         statistics.append(np.stack([np.mean(_ranks(f_values) @ attention_ranks.T, axis=1),
                                     np.mean(np.sum(specific_ranks * _ranks(t_values), axis=2), axis=1)], axis=1))
     statistics = np.concatenate(statistics)
-    observed, null = statistics[0], statistics[1:]
+    out = _against_null(statistics[0], statistics[1:], n_permutations)
+    if n_svm_permutations:
+        out["svm_weights"] = svm_weight_agreement(attention, X, y, runs, categories, n_svm_permutations, seed)
+    out["note"] = ("attention = the bottleneck's spatial attention on generated clips of each category, upsampled; "
+                   "selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
+                   "shuffled within runs"
+                   "; svm_weights = the same maps against the linear SVM's one-vs-rest weights (training runs; the weight "
+                   "norm over categories, and each category's weights), null = the SVM refitted on labels shuffled within runs")
+    return out
+
+
+def svm_weight_agreement(maps: np.ndarray, X: np.ndarray, y: np.ndarray, runs: np.ndarray, categories,
+                         n_permutations: int = 200, seed: int = 0) -> dict:
+    """Do ``maps`` ``(n_categories, n_voxels)`` point where the project's linear SVM, trained on the
+    training-run volumes ``X``/``y``, puts its weight? ``any_category``: Spearman of the mean map with
+    each voxel's weight norm over the one-vs-rest problems; ``category_specific``: mean over categories
+    of each map minus the mean map vs that category's weight vector. Null: the SVM refitted on labels
+    shuffled within runs (all refits solved together, :meth:`~.svm.LinearSVM.permuted_coefficients`)."""
+    categories = list(categories)
+    keep = np.isin(y, categories)
+    X, y, runs = np.asarray(X)[keep], np.asarray(y)[keep], np.asarray(runs)[keep]
+    rng = np.random.default_rng(seed)
+    label_sets = np.stack([y] + [shuffle_within_runs(y, runs, rng) for _ in range(n_permutations)])
+    weights, classes = linear_svm().permuted_coefficients(X, label_sets)  # (sets, categories, voxels)
+    if list(classes) != categories:
+        raise ValueError(f"the training volumes hold categories {list(classes)}, the maps {categories}")
+    norm_ranks = _ranks(np.linalg.norm(weights, axis=1))
+    statistics = np.stack([norm_ranks @ _ranks(maps.mean(0)),
+                           np.mean(np.sum(_ranks(maps - maps.mean(0)) * _ranks(weights), axis=2), axis=1)], axis=1)
+    return _against_null(statistics[0], statistics[1:], n_permutations)
+
+
+def _against_null(observed: np.ndarray, null: np.ndarray, n_permutations: int) -> dict:
     out = {}
     for i, name in enumerate(("any_category", "category_specific")):
         q99 = float(np.quantile(null[:, i], 0.99))
@@ -116,9 +149,6 @@ def attention_selectivity(attention: np.ndarray, X: np.ndarray, y: np.ndarray, r
                      "p_value": float((1 + np.sum(null[:, i] >= observed[i])) / (1 + n_permutations)),
                      "above_null_99th": bool(observed[i] > q99)}
     out["n_permutations"] = n_permutations
-    out["note"] = ("attention = the bottleneck's spatial attention on generated clips of each category, upsampled; "
-                   "selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
-                   "shuffled within runs")
     return out
 
 

@@ -116,21 +116,35 @@ class LinearSVM(PermutedDecisionsMixin, LinearSVC):
     def permuted_decisions(self, X_train, label_sets: np.ndarray, X_test):
         """Decision values ``(n_sets, n_test, n_targets)`` of refits on label sets ``(n_sets, n_train)``,
         and the classes."""
+        W, classes = self._permuted_solutions(X_train, label_sets)
+        n_sets, n_columns = W.shape[0], W.shape[2]
+        W = W.transpose(1, 0, 2).reshape(W.shape[1], -1)
+        return (self._design(X_test) @ W).reshape(len(X_test), n_sets, n_columns).transpose(1, 0, 2), classes
+
+    def permuted_coefficients(self, X_train, label_sets: np.ndarray):
+        """The weight vectors of refits on label sets ``(n_sets, n_train)``: ``(coefficients (n_sets,
+        n_targets, n_features), classes)``, the intercept left out (``coef_`` of each refit)."""
+        W, classes = self._permuted_solutions(X_train, label_sets)
+        n_features = np.asarray(X_train).shape[1]
+        return W[:, :n_features].transpose(0, 2, 1), classes
+
+    def _design(self, rows):
+        rows = np.asarray(rows, dtype=np.float64)
+        if not self.fit_intercept:
+            return rows
+        return np.hstack([rows, np.full((len(rows), 1), float(self.intercept_scaling))])
+
+    def _permuted_solutions(self, X_train, label_sets: np.ndarray):
+        """Minimisers ``(n_sets, n_design_columns, n_targets)`` of every label set's problems, and the classes."""
         if (self.loss, self.penalty, self.multi_class, self.class_weight) != ("squared_hinge", "l2", "ovr", None):
             raise ValueError("LinearSVM.permuted_predictions batches only squared hinge, L2, one-vs-rest, "
                              "unweighted problems")
+        label_sets = np.asarray(label_sets)
         classes = shared_classes(label_sets)
-
-        def design(rows):
-            rows = np.asarray(rows, dtype=np.float64)
-            if not self.fit_intercept:
-                return rows
-            return np.hstack([rows, np.full((len(rows), 1), float(self.intercept_scaling))])
-
         # targets per (label set, class): +1 for the class, -1 otherwise; two classes: one problem
         # whose positive class is the second, as liblinear does
         columns = classes[1:] if len(classes) == 2 else classes
         targets = np.where(label_sets[:, :, None] == columns[None, None, :], 1.0, -1.0)  # (S, n, K)
         n_sets, n_train, n_columns = targets.shape
-        W = squared_hinge_ovr(design(X_train), targets.transpose(1, 0, 2).reshape(n_train, -1), self.C)
-        return (design(X_test) @ W).reshape(len(X_test), n_sets, n_columns).transpose(1, 0, 2), classes
+        W = squared_hinge_ovr(self._design(X_train), targets.transpose(1, 0, 2).reshape(n_train, -1), self.C)
+        return W.reshape(W.shape[0], n_sets, n_columns).transpose(1, 0, 2), classes

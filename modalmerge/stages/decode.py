@@ -147,7 +147,9 @@ def classifier_evidence(maps, truth, categories, X, y, runs, train_runs, mask, s
     test["note"] = ("evidence = per voxel, the mean denoising error of the other candidate categories minus the "
                     "true category's, on the held-out runs' blocks (summed over voxels: the classifier's margin); "
                     "selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
-                    "shuffled within runs")
+                    "shuffled within runs"
+                    "; svm_weights = the same maps against the linear SVM's one-vs-rest weights (training runs; the weight "
+                    "norm over categories, and each category's weights), null = the SVM refitted on labels shuffled within runs")
     return {"maps": maps, "selectivity": test}
 
 

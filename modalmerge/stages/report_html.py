@@ -198,17 +198,26 @@ def evidence_figure(evidence_npz) -> str | None:
 
 
 def selectivity_table(result, what: str) -> list[str]:
-    """Whether ``what`` (attention, classifier evidence) points at category-selective voxels, against
-    the shuffled-label null."""
+    """Whether ``what`` (attention, classifier evidence) points at category-selective voxels (ANOVA F and
+    t maps) and at the linear SVM's weights (``svm_weights``, when present), against shuffled-label nulls."""
     if not result:
         return []
-    rows = [[name.replace("_", " "), entry["spearman"], entry["null_99th_percentile"], entry["p_value"],
-             "yes" if entry["above_null_99th"] else "no"]
-            for name, entry in result.items() if isinstance(entry, dict) and "spearman" in entry]
+
+    def rows_of(entries, prefix=""):
+        return [[prefix + name.replace("_", " "), entry["spearman"], entry["null_99th_percentile"], entry["p_value"],
+                 "yes" if entry["above_null_99th"] else "no"]
+                for name, entry in entries.items() if isinstance(entry, dict) and "spearman" in entry]
+
+    rows, svm = rows_of(result), result.get("svm_weights")
     verdict = (f"The {what} maps point at category-selective voxels beyond the shuffled-label null."
                if any(row[-1] == "yes" for row in rows) else
                f"The {what} maps do not carry category information: neither correlation exceeds the 99th "
                "percentile of the shuffled-label null.")
+    if svm:
+        svm_rows = rows_of(svm, "linear SVM weights: ")
+        verdict += (f" Against the linear SVM's weights ({svm['n_permutations']} refits on shuffled labels): "
+                    + ("above the null." if any(row[-1] == "yes" for row in svm_rows) else "not above the null."))
+        rows += svm_rows
     return [table(rows, [f"{what} vs selectivity (Spearman)", "observed", "null 99th percentile", "p", "above null"]),
             f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations).</p>"]
 
