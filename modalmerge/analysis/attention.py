@@ -88,6 +88,12 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks / np.linalg.norm(ranks, axis=-1, keepdims=True)
 
 
+SELECTIVITY_NOTE = ("selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
+                    "shuffled within runs; svm_weights = the same maps against the linear SVM's one-vs-rest weights "
+                    "(training runs; the weight norm over categories, and each category's weights), null = the SVM "
+                    "refitted on labels shuffled within runs")
+
+
 def attention_selectivity(attention: np.ndarray, X: np.ndarray, y: np.ndarray, runs: np.ndarray, categories,
                           n_permutations: int = 1000, seed: int = 0, n_svm_permutations: int = 200) -> dict:
     """Does the model attend to category-selective voxels? ``attention`` ``(n_categories, n_voxels)``
@@ -113,10 +119,7 @@ def attention_selectivity(attention: np.ndarray, X: np.ndarray, y: np.ndarray, r
     if n_svm_permutations:
         out["svm_weights"] = svm_weight_agreement(attention, X, y, runs, categories, n_svm_permutations, seed)
     out["note"] = ("attention = the bottleneck's spatial attention on generated clips of each category, upsampled; "
-                   "selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
-                   "shuffled within runs"
-                   "; svm_weights = the same maps against the linear SVM's one-vs-rest weights (training runs; the weight "
-                   "norm over categories, and each category's weights), null = the SVM refitted on labels shuffled within runs")
+                   + SELECTIVITY_NOTE)
     return out
 
 

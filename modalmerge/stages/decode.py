@@ -13,7 +13,7 @@ import torch
 
 from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_average, classical_decoders,
                                  heldout_split_decoding, leave_one_run_out, linear_svm)
-from ..analysis.attention import attention_selectivity, classifier_evidence_maps
+from ..analysis.attention import SELECTIVITY_NOTE, attention_selectivity, classifier_evidence_maps
 from ..analysis.learning_curve import GeneratorSynthesiser, run_subsets, scarce_data_curve
 from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder_probe_decoding
 from ..atomic import atomic_file
@@ -146,10 +146,7 @@ def classifier_evidence(maps, truth, categories, X, y, runs, train_runs, mask, s
     test = attention_selectivity(maps[:, mask], X[train], y[train], runs[train], categories, seed=seed)
     test["note"] = ("evidence = per voxel, the mean denoising error of the other candidate categories minus the "
                     "true category's, on the held-out runs' blocks (summed over voxels: the classifier's margin); "
-                    "selectivity = ANOVA F (any category) and per-category t maps of the training runs; null = labels "
-                    "shuffled within runs"
-                    "; svm_weights = the same maps against the linear SVM's one-vs-rest weights (training runs; the weight "
-                    "norm over categories, and each category's weights), null = the SVM refitted on labels shuffled within runs")
+                    + SELECTIVITY_NOTE)
     return {"maps": maps, "selectivity": test}
 
 
