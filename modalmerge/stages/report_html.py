@@ -211,15 +211,16 @@ def selectivity_table(result, what: str) -> list[str]:
     rows, svm = rows_of(result), result.get("svm_weights")
     verdict = (f"The {what} maps point at category-selective voxels beyond the shuffled-label null."
                if any(row[-1] == "yes" for row in rows) else
-               f"The {what} maps do not carry category information: neither correlation exceeds the 99th "
-               "percentile of the shuffled-label null.")
+               f"The {what} maps do not point at category-selective voxels: neither correlation with the selectivity "
+               "maps exceeds the 99th percentile of the shuffled-label null.")
     if svm:
         svm_rows = rows_of(svm, "linear SVM weights: ")
+        above = [row[0].split(": ")[1] for row in svm_rows if row[-1] == "yes"]
         verdict += (f" Against the linear SVM's weights ({svm['n_permutations']} refits on shuffled labels): "
-                    + ("above the null." if any(row[-1] == "yes" for row in svm_rows) else "not above the null."))
+                    + (f"{' and '.join(above)} above the null." if above else "not above the null."))
         rows += svm_rows
     return [table(rows, [f"{what} vs selectivity (Spearman)", "observed", "null 99th percentile", "p", "above null"]),
-            f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations).</p>"]
+            f"<p>{html.escape(verdict)} {html.escape(result.get('note', ''))} ({result['n_permutations']} permutations for the selectivity null).</p>"]
 
 
 def learning_curve_parts(curve: dict | None) -> list[str]:
