@@ -33,6 +33,7 @@ Writes ``DIR/seed-N/`` (model, training log, synthetic NPZ, fidelity.json) and `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -48,26 +49,25 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from modalmerge.analysis.fidelity import evaluate_fidelity  # noqa: E402
 from modalmerge.analysis.generator_baselines import LinearGaussianGenerator  # noqa: E402
 from modalmerge.config import merge_config  # noqa: E402
-from modalmerge.data.clips import covering_clips  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import checkpoint_sampler, load_diffusion  # noqa: E402
 from modalmerge.runtime import choose_device, inference_precision, model_autocast, usable_threads  # noqa: E402
-from modalmerge.stages.sample import sample_in_batches  # noqa: E402
+from modalmerge.stages.report_summary import REALISM_MEASURES  # noqa: E402
+from modalmerge.stages.sample import stitched_runs  # noqa: E402
 from modalmerge.stages.train import train_subject  # noqa: E402
+from seeds import describe, mean_sd  # noqa: E402
 
-MEASURES = [  # (key in fidelity.json's set-level numbers, better: "high" / "low" / "real" = nearer the real value)
-    ("ssim", "high"), ("connectivity_similarity", "high"), ("c2st_accuracy", "low"), ("c2st_rbf_accuracy", "low"),
-    ("mmd", "low"), ("tstr_accuracy", "high"), ("global_std", "real"), ("voxel_std_map_correlation", "high"),
-    ("lag1", "real"), ("lag2", "real"), ("lag3", "real"), ("memorisation_ratio", "high"),
-]
+# the report's realism measures (model, generator and real/ceiling accessors of fidelity.json), and copying
+MEASURES = {**REALISM_MEASURES,
+            "memorisation ratio (>= 0.95)": (lambda f: f["memorisation"]["ratio"], lambda g: g["memorisation_ratio"],
+                                             lambda f: 1.0, "higher")}
 
 
 def innovation_data(data: PreparedData, linear: LinearGaussianGenerator) -> PreparedData:
     """``data`` with every volume replaced by its standardised innovation under ``linear`` (0 outside the mask)."""
     X = np.zeros_like(data.X)
     X[:, data.mask] = linear.innovations(data.X[:, data.mask], data.label_ids, data.runs)
-    fields = {name: getattr(data, name) for name in data.__dataclass_fields__}
-    return PreparedData(**{**fields, "X": X, "X_raw": None})
+    return dataclasses.replace(data, X=X, X_raw=None)
 
 
 def sample_innovations(checkpoint: Path, run_labels: list[np.ndarray], sample_cfg: dict, threads: int) -> list[np.ndarray]:
@@ -78,39 +78,9 @@ def sample_innovations(checkpoint: Path, run_labels: list[np.ndarray], sample_cf
     diffusion, meta = load_diffusion(checkpoint, device)
     sampler = checkpoint_sampler(meta, sample_cfg["sampler"], sample_cfg["steps"], sample_cfg["eta"], sample_cfg["variance"])
     generator = torch.Generator(device=device).manual_seed(sample_cfg["seed"])
-    clip_length = meta["config"]["model"]["clip_length"]
-    runs = []
     with model_autocast(device, precision):
-        for labels in run_labels:
-            clip_labels, keep = covering_clips(labels, clip_length)
-            clips, _ = sample_in_batches(diffusion, sampler, clip_labels, sample_cfg["guidance_scale"],
-                                         sample_cfg["batch_size"], generator)
-            runs.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
-    return runs
-
-
-def set_level(fidelity: dict, entry: dict | None = None) -> dict:
-    """The compared numbers of a fidelity.json: the model's own (``entry`` None; its top level nests
-    some of them) or a ``generator_baselines`` entry (flat, from ``set_metrics``)."""
-    source = fidelity if entry is None else entry
-    lags = source["temporal_autocorrelation"]
-    lags = lags.get("synthetic", lags)
-    std = source["global_std"]
-    memorisation = source["memorisation_ratio"] if entry is not None else fidelity["memorisation"]["ratio"]
-    out = {key: source[key] for key in ("ssim", "connectivity_similarity", "c2st_accuracy", "c2st_rbf_accuracy",
-                                        "tstr_accuracy", "voxel_std_map_correlation")}
-    out.update(mmd=source["mmd"]["mmd2"], global_std=std["synthetic"] if isinstance(std, dict) else std,
-               memorisation_ratio=memorisation, **{f"lag{i}": lags[f"lag{i}"] for i in (1, 2, 3)})
-    return out
-
-
-def real_values(fidelity: dict) -> dict:
-    """The held-out real runs' own values of the measures that have one."""
-    lags = fidelity["temporal_autocorrelation"]["heldout_real"]
-    return {"global_std": fidelity["global_std"]["heldout_real"], **{f"lag{i}": lags[f"lag{i}"] for i in (1, 2, 3)},
-            "ssim_ceiling": fidelity["ssim_ceiling"], "connectivity_similarity_ceiling": fidelity["connectivity_similarity_ceiling"],
-            "c2st_accuracy_ceiling": fidelity["c2st_accuracy_ceiling"], "mmd_ceiling": fidelity["mmd_ceiling"]["mmd2"],
-            "tstr_accuracy_trtr": fidelity["trtr_accuracy"]}
+        return stitched_runs(diffusion, sampler, run_labels, meta["config"]["model"]["clip_length"],
+                             sample_cfg["guidance_scale"], sample_cfg["batch_size"], generator)[0]
 
 
 def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, folder: Path, threads: int) -> dict:
@@ -138,8 +108,9 @@ def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, fold
     segment = np.repeat(np.arange(len(z_runs)), [len(r) for r in z_runs])
     labels = np.concatenate(run_labels)
     X[:, mask] = linear.from_innovations(np.concatenate(z_runs)[:, mask], labels, segment)
-    np.savez_compressed(folder / "synthetic.npz", X=X, label_ids=labels, design_run=np.repeat(designs, [len(r) for r in z_runs]))
-    synthetic = {"X": X, "label_ids": labels, "design_run": np.repeat(designs, [len(r) for r in z_runs]),
+    design_run = np.repeat(designs, [len(r) for r in z_runs])
+    np.savez_compressed(folder / "synthetic.npz", X=X, label_ids=labels, design_run=design_run)
+    synthetic = {"X": X, "label_ids": labels, "design_run": design_run,
                  "sampler": config["sample"]["sampler"], "guidance_scale": config["sample"]["guidance_scale"]}
     fidelity, _ = evaluate_fidelity(data, synthetic, seed=seed)
     real_z = innovations.X[train][:, mask]
@@ -153,39 +124,28 @@ def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, fold
     return fidelity
 
 
-def mean_sd(values):
-    values = np.asarray(values, float)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
 def summarise(per_seed: dict, plain: dict, out: Path) -> dict:
-    rows = {}
-    reals = []
-    for seed, fidelity in per_seed.items():
-        hybrid = set_level(fidelity)
-        classical = set_level(fidelity, fidelity["generator_baselines"]["gaussian_var1"])
-        for key, _ in MEASURES:
-            rows.setdefault(key, {"hybrid": [], "gaussian_var1": [], "difference": [], "plain": []})
-            rows[key]["hybrid"].append(hybrid[key])
-            rows[key]["gaussian_var1"].append(classical[key])
-            rows[key]["difference"].append(hybrid[key] - classical[key])
-            if seed in plain:
-                rows[key]["plain"].append(set_level(plain[seed])[key])
-        reals.append(real_values(fidelity))
-    # the held-out values are the same for every seed; the ceilings depend on the evaluation seed: mean
-    real = {key: float(np.mean([r[key] for r in reals])) for key in reals[0]}
-    summary = {"seeds": sorted(per_seed), "real": real, "measures": {}}
-    lines = ["| measure | hybrid | gaussian_var1 (same linear part, Gaussian innovations) | hybrid - gaussian_var1 (paired) | plain diffusion | better |",
-             "|---|---|---|---|---|---|"]
-    for key, better in MEASURES:
-        r = rows[key]
-        entry = {name: mean_sd(values) for name, values in r.items() if values}
-        entry["per_seed_difference"] = r["difference"]
-        summary["measures"][key] = entry
-        fmt = lambda name: f"{entry[name][0]:.4f} ± {entry[name][1]:.4f}" if name in entry else "-"  # noqa: E731
-        lines.append(f"| {key} | {fmt('hybrid')} | {fmt('gaussian_var1')} | {fmt('difference')} | {fmt('plain')} | {better} |")
-    lines.append("")
-    lines.append("Held-out real values and ceilings (mean over the seeds' evaluations): " + ", ".join(f"{k} {v:.4f}" for k, v in real.items()))
+    """Mean ± sd over seeds of every measure for the hybrid, the classical generator (the same linear
+    part with Gaussian innovations), their paired difference and the plain model; writes
+    ``summary.json`` and ``summary.md`` to ``out``."""
+    fidelities = [per_seed[seed] for seed in sorted(per_seed)]
+    plains = [plain[seed] for seed in sorted(per_seed) if seed in plain]
+    summary = {"seeds": sorted(per_seed), "measures": {}}
+    lines = ["| measure | hybrid | gaussian_var1 (same linear part, Gaussian innovations) | hybrid - gaussian_var1 (paired) "
+             "| plain diffusion | real / ceiling | better is |", "|---|---|---|---|---|---|---|"]
+    for name, (model_of, generator_of, real_of, better) in MEASURES.items():
+        hybrid = [model_of(f) for f in fidelities]
+        classical = [generator_of(f["generator_baselines"]["gaussian_var1"]) for f in fidelities]
+        entry = {"hybrid": describe(hybrid), "gaussian_var1": describe(classical),
+                 "difference": describe(np.subtract(hybrid, classical)),
+                 # the held-out values are the same for every seed; ceilings depend on the evaluation seed
+                 "real_or_ceiling": float(np.mean([real_of(f) for f in fidelities])), "better": better}
+        if plains:
+            entry["plain"] = describe([model_of(f) for f in plains])
+        summary["measures"][name] = entry
+        lines.append(f"| {name} | {mean_sd(entry['hybrid'])} | {mean_sd(entry['gaussian_var1'])} | "
+                     f"{mean_sd(entry['difference'])} | {mean_sd(entry['plain']) if plains else '-'} | "
+                     f"{entry['real_or_ceiling']:.3f} | {better} |")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,18 +1,20 @@
 """bench/hybrid_generator.py: the innovations the diffusion model is trained on, on the real slice,
-and the numbers it compares."""
+and the summary it writes."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO
 from modalmerge.analysis.generator_baselines import LinearGaussianGenerator
 from modalmerge.data.dataset import PreparedData
 
 sys.path.insert(0, str(REPO / "bench"))
-from hybrid_generator import innovation_data, set_level  # noqa: E402
+from hybrid_generator import innovation_data, summarise  # noqa: E402
 
 
 def test_innovation_data_is_the_slice_without_its_linear_part_and_inverts(prepared_slice):
@@ -28,12 +30,21 @@ def test_innovation_data_is_the_slice_without_its_linear_part_and_inverts(prepar
     assert np.abs(back - data.X[:, mask]).max() < 1e-3
 
 
-def test_set_level_reads_the_models_nested_entries_and_a_baselines_flat_ones():
-    lags = {"lag1": 0.3, "lag2": 0.2, "lag3": 0.1}
-    flat = {"ssim": 0.5, "connectivity_similarity": 0.4, "c2st_accuracy": 0.6, "c2st_rbf_accuracy": 0.7,
-            "tstr_accuracy": 0.3, "voxel_std_map_correlation": 0.1, "mmd": {"mmd2": 0.01}, "global_std": 0.9,
-            "temporal_autocorrelation": lags, "memorisation_ratio": 0.97}
-    nested = {**flat, "global_std": {"synthetic": 0.9, "heldout_real": 1.0},
-              "temporal_autocorrelation": {"synthetic": lags, "heldout_real": lags}, "memorisation": {"ratio": 0.97}}
-    assert set_level(nested) == set_level({}, flat)
-    assert set_level(nested)["lag2"] == 0.2 and set_level(nested)["mmd"] == 0.01
+def test_the_summary_pairs_the_hybrid_with_the_same_seeds_linear_part(tmp_path):
+    """On the stored development-split runs: the model's nested entries and the classical generator's
+    flat ones are read for the same measure, and differenced seed by seed."""
+    folder = REPO / "bench" / "results" / "hybrid_generator_dev"
+    per_seed = {seed: json.loads((folder / f"seed-{seed}" / "fidelity.json").read_text()) for seed in (0, 1, 2)}
+    summary = summarise(per_seed, {}, tmp_path)["measures"]
+    fids = list(per_seed.values())
+    classical = [f["generator_baselines"]["gaussian_var1"] for f in fids]
+    connectivity = summary["connectivity similarity"]
+    assert connectivity["difference"]["values"] == pytest.approx(
+        [f["connectivity_similarity"] - g["connectivity_similarity"] for f, g in zip(fids, classical)])
+    assert summary["autocorrelation lag 2"]["hybrid"]["values"] == pytest.approx(
+        [f["temporal_autocorrelation"]["synthetic"]["lag2"] for f in fids])
+    assert summary["global std"]["gaussian_var1"]["values"] == pytest.approx([g["global_std"] for g in classical])
+    memorisation = summary["memorisation ratio (>= 0.95)"]
+    assert memorisation["hybrid"]["values"] == pytest.approx([f["memorisation"]["ratio"] for f in fids])
+    assert memorisation["gaussian_var1"]["values"] == pytest.approx([g["memorisation_ratio"] for g in classical])
+    assert "plain" not in connectivity and (tmp_path / "summary.md").exists()

@@ -215,7 +215,7 @@ def selectivity_table(result, what: str) -> list[str]:
                "maps exceeds the 99th percentile of the shuffled-label null.")
     if svm:
         svm_rows = rows_of(svm, "linear SVM weights: ")
-        above = [row[0].split(": ")[1] for row in svm_rows if row[-1] == "yes"]
+        above = [name.replace("_", " ") for name, entry in svm.items() if isinstance(entry, dict) and entry.get("above_null_99th")]
         verdict += (f" Against the linear SVM's weights ({svm['n_permutations']} refits on shuffled labels): "
                     + (f"{' and '.join(above)} above the null." if above else "not above the null."))
         rows += svm_rows

@@ -43,6 +43,20 @@ def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray,
     return np.concatenate(outputs), first_snapshots
 
 
+def stitched_runs(diffusion: GaussianDiffusion, sampler, run_labels: list[np.ndarray], clip_length: int,
+                  guidance_scale: float, batch_size: int, generator: torch.Generator) -> tuple[list[np.ndarray], int]:
+    """Synthetic runs along ``run_labels`` (one label sequence per run), each covered by independently
+    sampled clips stitched without overlap (:func:`~modalmerge.data.clips.covering_clips`):
+    ``(runs (n_volumes, x, y, z) each, number of clips sampled)``."""
+    runs, n_clips = [], 0
+    for labels in run_labels:
+        clip_labels, keep = covering_clips(labels, clip_length)
+        clips, _ = sample_in_batches(diffusion, sampler, clip_labels, guidance_scale, batch_size, generator)
+        n_clips += len(clips)
+        runs.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
+    return runs, n_clips
+
+
 def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample_config: dict, out: dict,
                    device: str = "auto", threads: int = 1, precision: str = "float32") -> dict:
     """sample for one subject; ``out`` keys: ``nifti``, ``npz``, ``snapshots``, ``attention_nifti``,
@@ -64,20 +78,15 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
 
     with model_autocast(device, precision):  # the sampler's forward passes only
         # 1. synthetic runs that follow the design (label sequence) of each held-out run
-        run_volumes = []
         started = time.perf_counter()
-        n_clips = 0
         overlap = sample_config["overlap"]
         designs = [run for _ in range(sample_config["runs_per_heldout_design"]) for run in meta["test_runs"]]
         run_labels = [data.label_ids[data.runs == run] for run in designs]
         run_design = [np.full(len(labels), run) for run, labels in zip(designs, run_labels)]
         if overlap == 0:  # independent clips, stitched
-            for labels in run_labels:
-                clip_labels, keep = covering_clips(labels, clip_length)
-                clips, _ = sample_in_batches(diffusion, sampler, clip_labels, guidance, batch_size, generator)
-                n_clips += len(clips)
-                run_volumes.append(np.concatenate([clip[k] for clip, k in zip(clips, keep)]))
+            run_volumes, n_clips = stitched_runs(diffusion, sampler, run_labels, clip_length, guidance, batch_size, generator)
         else:  # every run generated coherently, window by window, all runs of one length together
+            n_clips = 0
             by_design = {}
             for length in sorted({len(labels) for labels in run_labels}):
                 group = [i for i, labels in enumerate(run_labels) if len(labels) == length]
