@@ -13,7 +13,9 @@ from scipy import ndimage
 from modalmerge.analysis.anomaly_metrics import clip_metrics
 from modalmerge.analysis.detectors import (DVARSDetector, IsolationForestDetector, MahalanobisDetector, PCADetector,
                                            ZScoreDetector)
-from modalmerge.analysis.diffusion_detector import DiffusionDetector
+from modalmerge.analysis.diffusion_detector import DiffusionDetector, untrained_control
+from modalmerge.config import validate_config
+from modalmerge.diffusion.checkpoints import build_diffusion
 from modalmerge.diffusion.gaussian import GaussianDiffusion
 from modalmerge.diffusion.schedulers import Scheduler
 
@@ -154,3 +156,33 @@ def test_averaging_reconstructions_squares_the_mean_of_the_draws():
 def test_an_unknown_average_is_refused():
     with pytest.raises(ValueError, match="average is 'median'"):
         diffusion_detector(np.ones(GRID, bool), average="median")
+
+
+def test_the_untrained_control_is_the_model_before_training():
+    """untrained_control(diffusion) reconstructs exactly as a freshly built model of the same config
+    (whose zero-initialised output convolution predicts 0), at no network cost, and keeps the schedule."""
+    config = validate_config({"model": {"clip_length": T, "channels": [8, 16], "attention_levels": [1],
+                                        "temporal_head_dim": 8, "temporal_heads": 2}})
+    torch.manual_seed(0)
+    fresh = build_diffusion(config["model"], config["diffusion"], GRID, 8, np.ones(GRID, bool)).eval()
+    control = untrained_control(fresh)
+    assert control.scheduler is fresh.scheduler and torch.equal(control.mask, fresh.mask)
+    x0, noise = torch.randn(3, T, *GRID), torch.randn(3, T, *GRID)
+    labels = torch.randint(0, 8, (3, T))
+    assert not fresh.network(x0, torch.full((3,), 100), labels).any()
+    assert torch.equal(control.reconstruct(x0, labels, 200, 2, noise), fresh.reconstruct(x0, labels, 200, 2, noise))
+    clips = x0.numpy()
+    mask = np.ones(GRID, bool)
+    maps = [DiffusionDetector(mask, d).fit(clips).score_maps(clips) for d in (fresh, control)]
+    assert np.array_equal(maps[0], maps[1])
+
+
+def test_the_untrained_control_is_not_the_trained_model():
+    """With a model that knows the data (the Gaussian oracle), the control reconstructs differently: it is
+    not the model under another name."""
+    scheduler = Scheduler(1000)
+    oracle = GaussianDiffusion(GaussianOracle(scheduler), scheduler, torch.ones(GRID))
+    control = untrained_control(oracle)
+    x0, noise = torch.randn(3, T, *GRID), torch.randn(3, T, *GRID)
+    labels = torch.zeros(3, T, dtype=torch.long)
+    assert not torch.allclose(control.reconstruct(x0, labels, 200, 2, noise), oracle.reconstruct(x0, labels, 200, 2, noise), atol=1e-3)

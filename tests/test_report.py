@@ -58,6 +58,9 @@ def test_summary_json_holds_the_numbers_of_the_stage_outputs(workflow_dir):
     baselines = {k: v["auroc"] for k, v in detectors.items() if k != "diffusion"}
     assert summary["anomalies"]["best_baseline_auroc"] == max(baselines.values())
     assert summary["anomalies"]["diffusion_auroc"] == detectors["diffusion"]["auroc"]
+    assert summary["anomalies"]["untrained_diffusion_auroc"] == detectors["untrained_diffusion"]["auroc"]
+    assert detectors["diffusion"]["auroc_minus_untrained"] == pytest.approx(
+        detectors["diffusion"]["auroc"] - detectors["untrained_diffusion"]["auroc"])
     assert summary["provenance"]["runtimes"]["train_diffusion"]["seconds"] > 0
     realism = summary["realism_vs_classical_generator"]
     generator = fidelity["generator_baselines"]["gaussian_var1"]
@@ -90,6 +93,8 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     assert "real runs, same size: mean [min, max]" in page and "groups of 3 (1-2-3, 4-5-6, 7-8-9)" in page
     assert "attention vs selectivity (Spearman)" in page  # the interpretability numbers, whatever they say
     assert "classifier evidence vs selectivity (Spearman)" in page
+    assert f"the same detector on the untrained model: {summary['anomalies']['untrained_diffusion_auroc']:.3f}" in headline
+    assert "What training adds." in page and f"untrained_diffusion {summary['anomalies']['untrained_diffusion_auroc']:.3f}" in page
 
 
 def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):

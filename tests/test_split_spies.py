@@ -89,7 +89,7 @@ def test_every_detector_is_calibrated_on_training_run_clips_only(tmp_path, prepa
                                                   ("figure_examples", "c.png")]}
     anomaly_stage.score_subject(injected, prepared_slice["volumes"], tiny_model, config, out, precision="bfloat16")
     assert json.loads(out["json"].read_text())["detectors"]["diffusion"]["inference_precision"] == "bfloat16"
-    assert len(fitted) == 9  # eight classical detectors and the diffusion detector
+    assert len(fitted) == 10  # eight classical detectors, the diffusion detector and its untrained control
     for name, clips in fitted:
         assert index.splits_of(clips) == {"train"}, name
 

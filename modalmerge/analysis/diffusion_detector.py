@@ -4,8 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
+from ..diffusion.gaussian import GaussianDiffusion
 from .detectors import ClipDetector, frame_max, smooth
+
+
+class ZeroPrediction(nn.Module):
+    """A denoiser that predicts 0 everywhere: what the project's denoiser predicts at initialisation
+    (its output convolution is zero-initialised), without the cost of running it."""
+
+    def __init__(self, null_label: int):
+        super().__init__()
+        self.null_label = null_label
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x_t)
+
+
+def untrained_control(diffusion: GaussianDiffusion) -> GaussianDiffusion:
+    """The same diffusion process (schedule, mask, prediction type) with the network's output fixed at
+    0, i.e. the model before any training step: a :class:`DiffusionDetector` built on it keeps every
+    step of the detector (noising, DDIM reconstruction, calibration, smoothing) and knows nothing about
+    the data, so what the trained model adds is the difference between the two."""
+    control = GaussianDiffusion(ZeroPrediction(diffusion.null_label), diffusion.scheduler, diffusion.mask.detach().cpu(),
+                                diffusion.label_dropout, diffusion.min_snr_gamma, diffusion.context_prob)
+    return control.to(diffusion.mask.device).eval()
 
 
 class DiffusionDetector(ClipDetector):

@@ -14,7 +14,7 @@ import torch
 from ..analysis.anomalies import inject_anomalies
 from ..analysis.anomaly_metrics import evaluate_detector
 from ..analysis.detectors import classical_detectors
-from ..analysis.diffusion_detector import DiffusionDetector
+from ..analysis.diffusion_detector import DiffusionDetector, untrained_control
 from ..atomic import atomic_file
 from ..data.clips import make_clips
 from ..data.dataset import PreparedData
@@ -65,6 +65,12 @@ def score_subject(injected_path, volumes_path, checkpoint_path, config: dict, ou
     return {name: round(entry["auroc"], 3) for name, entry in results.items()}
 
 
+UNTRAINED_NOTE = ("untrained_diffusion: the diffusion detector with the same settings, noise draws and calibration clips, "
+                  "on the model before training (the denoiser's output is zero-initialised, so it predicts 0): a "
+                  "training-free baseline, what the detector's steps do without any knowledge of the data. What "
+                  "training adds is diffusion minus untrained_diffusion.")
+
+
 def workflow_diffusion_detector(mask: np.ndarray, diffusion, config: dict) -> DiffusionDetector:
     """The diffusion detector with the settings of ``anomalies.diffusion`` (``config`` = ``anomalies``)."""
     cfg = config["diffusion"]
@@ -111,6 +117,16 @@ def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict,
         results["diffusion"]["inference_precision"] = precision
         timings["diffusion"] = time.perf_counter() - started
         log.info("diffusion: AUROC %.3f", results["diffusion"]["auroc"])
+        started = time.perf_counter()
+        control = workflow_diffusion_detector(data.mask, untrained_control(diffusion), config)
+        control.fit(train_clips[calibration], train_labels[calibration])
+        control_maps = control.score_maps(injected["clips"], design)
+        scores = control.decision_function(injected["clips"], design, maps=control_maps)
+        results["untrained_diffusion"] = evaluate_detector(scores, control_maps, injected, data.mask, defaults, config["voxel_fp_rate"])
+        results["untrained_diffusion"]["note"] = UNTRAINED_NOTE
+        results["diffusion"]["auroc_minus_untrained"] = results["diffusion"]["auroc"] - results["untrained_diffusion"]["auroc"]
+        timings["untrained_diffusion"] = time.perf_counter() - started
+        log.info("untrained_diffusion: AUROC %.3f", results["untrained_diffusion"]["auroc"])
     for name in results:
         results[name]["runtime_s"] = timings[name]
     return results, diffusion_maps

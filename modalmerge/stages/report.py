@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img,
-                          learning_curve_parts, load_json,
-                          not_run, png_file_to_base64, same_size_note, selectivity_table, table, temporal_lag_parts,
-                          training_figure)
+from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img, load_json,
+                          not_run, png_file_to_base64, table, training_figure)
+from .report_parts import (learning_curve_parts, same_size_note, selectivity_table, temporal_lag_parts,
+                           untrained_parts)
 from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
@@ -51,7 +51,10 @@ def headline_section(summary: dict, fidelity, decoding, auc, split: dict) -> lis
         h = summary["anomalies"]
         rows.append(["Anomaly AUROC (source: 0.89, anomalies unspecified)",
                      f"diffusion {fmt(h['diffusion_auroc'])}", "1.0 (perfect)",
-                     f"best classical: {h['best_baseline']} {h['best_baseline_auroc']:.3f}", "0.5 = chance; all 5 types pooled at default strengths"])
+                     f"best classical: {h['best_baseline']} {h['best_baseline_auroc']:.3f}",
+                     "0.5 = chance; all 5 types pooled at default strengths"
+                     + (f"; the same detector on the untrained model: {h['untrained_diffusion_auroc']:.3f}"
+                        if h.get("untrained_diffusion_auroc") is not None else "")])
     parts.append('<h2 id="headline">Headline: the claims we set out to beat, honestly</h2>')
     parts.append("<p>Every number is measured on held-out runs "
                  f"{html.escape(str(split['test_runs']))} that no stage trained on, beside its ceiling and baselines.</p>")
@@ -191,6 +194,7 @@ def anomalies_section(auc, inputs: dict) -> list[str]:
         kinds = list(auc["default_strengths"])
         rows = [[name, e["auroc"]] + [e["by_type"].get(k, {}).get("auroc") for k in kinds] for name, e in auc["detectors"].items()]
         parts.append(table(rows, ["detector", "pooled AUROC"] + [f"{k} ({auc['default_strengths'][k]:g})" for k in kinds]))
+        parts.extend(untrained_parts(auc["detectors"]))
         parts.append(img(png_file_to_base64(inputs.get("figure_examples")), "Injected volume, ground truth and diffusion score map per type.", "anomaly examples"))
         parts.append(img(png_file_to_base64(inputs.get("figure_roc")), "ROC curves, all types pooled at default strength.", "ROC curves"))
         parts.append(img(png_file_to_base64(inputs.get("figure_strength")), "Clip AUROC against strength per type.", "AUROC vs strength"))

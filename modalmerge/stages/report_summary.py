@@ -45,6 +45,7 @@ def headline(fidelity, decoding, auc) -> dict:
         best_b = max(baselines, key=lambda k: baselines[k]["auroc"])
         out["anomalies"] = {"best_baseline": best_b, "best_baseline_auroc": baselines[best_b]["auroc"],
                             "diffusion_auroc": detectors.get("diffusion", {}).get("auroc"),
+                            "untrained_diffusion_auroc": detectors.get("untrained_diffusion", {}).get("auroc"),
                             "default_strengths": auc["default_strengths"]}
     return out
 

@@ -1,0 +1,92 @@
+"""What training adds to the diffusion detector: the workflow's detector on the untrained model
+(``untrained_diffusion`` in ``auc.json``) over several noise-draw seeds, against trained models.
+
+    python bench/untrained_control.py RESULTS --trained SEEDS/seed-*/results/anomalies/sub001/auc.json \
+        --draw-seeds 0 1 2 --out bench/results/untrained_control.json
+
+RESULTS is a finished workflow's ``results/`` folder: its ``prep/SUBJECT/volumes.npz``, its
+``anomalies/SUBJECT/injected.npz`` and any ``model/SUBJECT/model.pt`` of the configuration (only its
+schedule and mask are used: the untrained model's output is 0 whatever the weights). The detector is
+the score stage's (``anomalies`` block of ``--configfile``: t_start, steps, draws, the same calibration
+clips), its noise draws seeded with each ``--draw-seeds`` value (the workflow uses ``anomalies.seed``).
+Each ``--trained`` auc.json is a workflow run on the same injected clips with the default draws; the
+paired difference (trained minus the control with the same draws) is reported per file. Chooses
+nothing; the clips are the test runs' (the score stage's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from modalmerge.analysis.anomaly_metrics import evaluate_detector  # noqa: E402
+from modalmerge.analysis.diffusion_detector import untrained_control  # noqa: E402
+from modalmerge.config import load_config  # noqa: E402
+from modalmerge.data.clips import make_clips  # noqa: E402
+from modalmerge.data.dataset import PreparedData  # noqa: E402
+from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
+from modalmerge.stages.anomalies import calibration_clips, workflow_diffusion_detector  # noqa: E402
+
+
+def control_auroc(results: Path, subject: str, config: dict, draw_seed: int) -> dict:
+    """Pooled and per-type AUROC (and blob voxel AUPRC) of the untrained control with draws of ``draw_seed``."""
+    diffusion, _ = load_diffusion(results / "model" / subject / "model.pt")
+    data = PreparedData.load(results / "prep" / subject / "volumes.npz")
+    with np.load(results / "anomalies" / subject / "injected.npz") as npz:
+        injected = {k: npz[k] for k in npz.files}
+    clip_length = int(injected["clip_length"])
+    train_clips, train_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, clip_length, stride=clip_length)
+    design = np.stack([data.label_ids[s:s + clip_length] for s in injected["clip_starts"]])
+    detector = workflow_diffusion_detector(data.mask, untrained_control(diffusion), config)
+    detector.seed = draw_seed
+    calibration = calibration_clips(len(train_clips), config)
+    detector.fit(train_clips[calibration], train_labels[calibration])
+    maps = detector.score_maps(injected["clips"], design)
+    entry = evaluate_detector(detector.decision_function(injected["clips"], design, maps=maps), maps, injected,
+                              data.mask, config["default_strengths"], config["voxel_fp_rate"])
+    return summary_of(entry)
+
+
+def summary_of(entry: dict) -> dict:
+    return {"pooled": entry["auroc"], **{kind: e["auroc"] for kind, e in entry["by_type"].items()},
+            "blob_voxel_auprc": entry["by_type"]["blob"].get("voxel_auprc")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--trained", type=Path, nargs="*", default=[])
+    parser.add_argument("--draw-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--subject", default="sub001")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(args.configfile)["anomalies"]
+    controls = {seed: control_auroc(args.results, args.subject, config, seed) for seed in args.draw_seeds}
+    trained = {str(path): summary_of(json.loads(path.read_text())["detectors"]["diffusion"]) for path in args.trained}
+    same_draws = controls.get(config["seed"])
+    keys = list(next(iter(controls.values())))
+    describe = lambda values: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+    summary = {"untrained_by_draw_seed": controls, "trained": trained,
+               "untrained": {k: describe([c[k] for c in controls.values()]) for k in keys},
+               "trained_mean_sd": {k: describe([t[k] for t in trained.values()]) for k in keys} if trained else None,
+               "trained_minus_untrained_same_draws": ({k: describe([t[k] - same_draws[k] for t in trained.values()]) for k in keys}
+                                                      if trained and same_draws else None)}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
