@@ -8,7 +8,10 @@ Only seeds present in both arms are paired. For each measure of the report's ``R
 difference variant - baseline is taken per seed (for "closer" measures: the baseline's distance to the
 real value minus the variant's, so positive is favourable there too; for "lower" the sign is turned so
 that positive is favourable everywhere), and the verdict says whether its mean is beyond its sd:
-"better", "worse" or "within spread". Also the memorisation ratio.
+"better", "worse" or "within spread"; beside it the two-sided p of a paired t test on the same
+differences. Beyond the sd is a weak criterion: with 3 seeds it means t > sqrt(3) with 2 degrees of
+freedom, p = 0.23 per measure under no effect (section 21 of bench/README.md shows a rerun of one
+arm against itself getting 6 such verdicts out of 15). Also the memorisation ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,18 +64,19 @@ def compare(base: dict[int, dict], variant: dict[int, dict]) -> dict:
         sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")
         mean = float(diff.mean())
         verdict = "within spread" if not abs(mean) > sd else ("better" if mean > 0 else "worse")
+        p = float(stats.ttest_1samp(diff, 0.0).pvalue) if len(diff) > 1 and sd > 0 else float("nan")
         rows[name] = {"better": better, "seeds": seeds, "baseline": a.tolist(), "variant": b.tolist(),
                       "real": float(real.mean()), "favourable_difference": diff.tolist(),
-                      "mean": mean, "sd": sd, "verdict": verdict}
+                      "mean": mean, "sd": sd, "verdict": verdict, "p_paired_t": p}
     return rows
 
 
 def markdown(name: str, rows: dict) -> str:
     fmt = lambda v: f"{np.mean(v):.4g} ± {np.std(v, ddof=1):.2g}" if len(v) > 1 else f"{v[0]:.4g}"
-    lines = [f"| measure | baseline | {name} | favourable difference (mean ± sd) | verdict | real / ceiling | better is |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| measure | baseline | {name} | favourable difference (mean ± sd) | verdict | p (paired t) | real / ceiling | better is |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {m} | {fmt(r['baseline'])} | {fmt(r['variant'])} | {r['mean']:+.4f} ± {r['sd']:.4f} | {r['verdict']} | "
-              f"{r['real']:.3f} | {r['better']} |" for m, r in rows.items()]
+              f"{r['p_paired_t']:.3g} | {r['real']:.3f} | {r['better']} |" for m, r in rows.items()]
     return "\n".join(lines)
 
 
