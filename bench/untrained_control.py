@@ -26,32 +26,28 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from modalmerge.analysis.anomaly_metrics import evaluate_detector  # noqa: E402
 from modalmerge.analysis.diffusion_detector import untrained_control  # noqa: E402
 from modalmerge.config import load_config  # noqa: E402
-from modalmerge.data.clips import make_clips  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
-from modalmerge.stages.anomalies import calibration_clips, workflow_diffusion_detector  # noqa: E402
+from modalmerge.stages.anomalies import (calibration_clips, detector_inputs, fit_and_score_diffusion,  # noqa: E402
+                                         workflow_diffusion_detector)
 
 
-def control_auroc(results: Path, subject: str, config: dict, draw_seed: int) -> dict:
-    """Pooled and per-type AUROC (and blob voxel AUPRC) of the untrained control with draws of ``draw_seed``."""
+def control_aurocs(results: Path, subject: str, config: dict, draw_seeds: list[int]) -> dict[int, dict]:
+    """Pooled and per-type AUROC (and blob voxel AUPRC) of the untrained control, by noise-draw seed."""
     diffusion, _ = load_diffusion(results / "model" / subject / "model.pt")
+    control = untrained_control(diffusion)
     data = PreparedData.load(results / "prep" / subject / "volumes.npz")
     with np.load(results / "anomalies" / subject / "injected.npz") as npz:
         injected = {k: npz[k] for k in npz.files}
-    clip_length = int(injected["clip_length"])
-    train_clips, train_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, clip_length, stride=clip_length)
-    design = np.stack([data.label_ids[s:s + clip_length] for s in injected["clip_starts"]])
-    detector = workflow_diffusion_detector(data.mask, untrained_control(diffusion), config)
-    detector.seed = draw_seed
-    calibration = calibration_clips(len(train_clips), config)
-    detector.fit(train_clips[calibration], train_labels[calibration])
-    maps = detector.score_maps(injected["clips"], design)
-    entry = evaluate_detector(detector.decision_function(injected["clips"], design, maps=maps), maps, injected,
-                              data.mask, config["default_strengths"], config["voxel_fp_rate"])
-    return summary_of(entry)
+    calibration = calibration_clips(len(detector_inputs(injected, data)[0]), config)
+    out = {}
+    for seed in draw_seeds:
+        detector = workflow_diffusion_detector(data.mask, control, config)
+        detector.seed = seed
+        out[seed] = summary_of(fit_and_score_diffusion(detector, injected, data, calibration, config)[0])
+    return out
 
 
 def summary_of(entry: dict) -> dict:
@@ -71,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.configfile)["anomalies"]
-    controls = {seed: control_auroc(args.results, args.subject, config, seed) for seed in args.draw_seeds}
+    controls = control_aurocs(args.results, args.subject, config, args.draw_seeds)
     trained = {str(path): summary_of(json.loads(path.read_text())["detectors"]["diffusion"]) for path in args.trained}
     same_draws = controls.get(config["seed"])
     keys = list(next(iter(controls.values())))

@@ -27,9 +27,9 @@ def untrained_control(diffusion: GaussianDiffusion) -> GaussianDiffusion:
     0, i.e. the model before any training step: a :class:`DiffusionDetector` built on it keeps every
     step of the detector (noising, DDIM reconstruction, calibration, smoothing) and knows nothing about
     the data, so what the trained model adds is the difference between the two."""
-    control = GaussianDiffusion(ZeroPrediction(diffusion.null_label), diffusion.scheduler, diffusion.mask.detach().cpu(),
+    control = GaussianDiffusion(ZeroPrediction(diffusion.null_label), diffusion.scheduler, diffusion.mask,
                                 diffusion.label_dropout, diffusion.min_snr_gamma, diffusion.context_prob)
-    return control.to(diffusion.mask.device).eval()
+    return control.to(diffusion.mask.device).eval()  # the schedule's buffer is built on the CPU
 
 
 class DiffusionDetector(ClipDetector):

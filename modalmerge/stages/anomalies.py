@@ -84,16 +84,35 @@ def calibration_clips(n_train_clips: int, config: dict) -> np.ndarray:
     return np.random.default_rng(config["seed"]).choice(n_train_clips, n, replace=False)
 
 
-def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict, device, precision: str) -> tuple[dict, np.ndarray | None]:
-    """Fit every classical detector (and the diffusion detector, when ``diffusion`` is a trained model)
-    on clean clips of the training runs, score the injected clips of the held-out runs, and evaluate
-    each at ``config["default_strengths"]``: ``(results by detector, the diffusion detector's maps)``."""
+def detector_inputs(injected: dict, data: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train_clips, train_labels, design)``: the clean training-run clips every detector is fitted
+    on (non-overlapping, the injected clips' length), their labels, and the design labels of each
+    injected clip."""
     clip_length = int(injected["clip_length"])
     train_clips, train_labels, _, _ = make_clips(data.X, data.label_ids, data.runs, data.train_runs, clip_length, stride=clip_length)
     starts = injected["clip_starts"]
-    design = np.stack([data.label_ids[s:s + clip_length] for s in starts])
     if data.is_test[starts].sum() != len(starts):
         raise RuntimeError("an injected clip comes from a training run")  # guards the split
+    return train_clips, train_labels, np.stack([data.label_ids[s:s + clip_length] for s in starts])
+
+
+def fit_and_score_diffusion(detector: DiffusionDetector, injected: dict, data: PreparedData, calibration: np.ndarray,
+                            config: dict) -> tuple[dict, np.ndarray]:
+    """Calibrate a diffusion detector on the training-run clips ``calibration`` picks, score the injected
+    clips and evaluate it: ``(its auc.json entry, its maps)``."""
+    train_clips, train_labels, design = detector_inputs(injected, data)
+    detector.fit(train_clips[calibration], train_labels[calibration])
+    maps = detector.score_maps(injected["clips"], design)
+    scores = detector.decision_function(injected["clips"], design, maps=maps)
+    return evaluate_detector(scores, maps, injected, data.mask, config["default_strengths"], config["voxel_fp_rate"]), maps
+
+
+def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict, device, precision: str) -> tuple[dict, np.ndarray | None]:
+    """Fit every classical detector (and the diffusion detector and its untrained control, when
+    ``diffusion`` is a trained model) on clean clips of the training runs, score the injected clips of
+    the held-out runs, and evaluate each at ``config["default_strengths"]``: ``(results by detector,
+    the diffusion detector's maps)``."""
+    train_clips, _, _ = detector_inputs(injected, data)
     defaults = config["default_strengths"]
     results, timings = {}, {}
     for name, detector in classical_detectors(data.mask, config["seed"]).items():
@@ -106,23 +125,17 @@ def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict,
         log.info("%s: AUROC %.3f", name, results[name]["auroc"])
     diffusion_maps = None
     if diffusion is not None:
-        started = time.perf_counter()
-        detector = workflow_diffusion_detector(data.mask, diffusion, config)
         calibration = calibration_clips(len(train_clips), config)
+        started = time.perf_counter()
         with model_autocast(device, precision):
-            detector.fit(train_clips[calibration], train_labels[calibration])
-            diffusion_maps = detector.score_maps(injected["clips"], design)
-        scores = detector.decision_function(injected["clips"], design, maps=diffusion_maps)
-        results["diffusion"] = evaluate_detector(scores, diffusion_maps, injected, data.mask, defaults, config["voxel_fp_rate"])
+            results["diffusion"], diffusion_maps = fit_and_score_diffusion(
+                workflow_diffusion_detector(data.mask, diffusion, config), injected, data, calibration, config)
         results["diffusion"]["inference_precision"] = precision
         timings["diffusion"] = time.perf_counter() - started
         log.info("diffusion: AUROC %.3f", results["diffusion"]["auroc"])
         started = time.perf_counter()
-        control = workflow_diffusion_detector(data.mask, untrained_control(diffusion), config)
-        control.fit(train_clips[calibration], train_labels[calibration])
-        control_maps = control.score_maps(injected["clips"], design)
-        scores = control.decision_function(injected["clips"], design, maps=control_maps)
-        results["untrained_diffusion"] = evaluate_detector(scores, control_maps, injected, data.mask, defaults, config["voxel_fp_rate"])
+        results["untrained_diffusion"], _ = fit_and_score_diffusion(
+            workflow_diffusion_detector(data.mask, untrained_control(diffusion), config), injected, data, calibration, config)
         results["untrained_diffusion"]["note"] = UNTRAINED_NOTE
         results["diffusion"]["auroc_minus_untrained"] = results["diffusion"]["auroc"] - results["untrained_diffusion"]["auroc"]
         timings["untrained_diffusion"] = time.perf_counter() - started
