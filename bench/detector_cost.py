@@ -36,6 +36,27 @@ leaves the re-injected sampling noise in every term; averaging the reconstructio
 paired pooled-AUROC improvement over the workflow's replaces its settings if that improvement's
 mean > its sd and its blob voxel AUPRC's paired difference has mean >= -sd; otherwise they stay.
 
+Experiment ``temporal``, written after ``draws`` and before any of these was run (the generation
+and detection issues' untried directions: temporal inpainting and an ELBO-style denoising error).
+Variants, each 4 forwards per clip like the workflow's, one noise draw:
+- ``inpaint t200 s2``: every volume predicted from its neighbours only: the clip's even frames are
+  hidden (started from noise alone at t = 200) and inferred from the odd ones by replacement
+  inpainting (``GaussianDiffusion.inpaint_frames``, 2 DDIM steps), then the odd from the even;
+  the squared residual of the inferred frames is scored like the workflow's (calibrated voxelwise
+  on the calibration clips, smoothed, largest voxel). On a known repeated-frame process an exact
+  denoiser fills hidden frames to a correlation of 0.92 with 2 steps from t = 200 and 0.74 from
+  t = 400 (tests/test_detectors.py's oracle; computed before this run);
+- ``inpaint t400 s2``: the same from t = 400;
+- ``error t50+100+200+400``: the per-voxel denoising error (``denoising_error_map``) at four noise
+  levels, each standardised voxelwise on the calibration clips, averaged over the levels, smoothed,
+  largest voxel (an ELBO-style score: the terms of the variational bound are such errors);
+- each of the three on the untrained model (``untrained_control``), named ``... untrained``.
+Rule: a variant replaces the workflow's detector if, paired by model seed, its pooled AUROC minus
+the workflow's has mean > sd, its blob voxel AUPRC minus the workflow's has mean >= -sd, and its
+pooled AUROC minus its own untrained control's has mean > sd (training must be what helps); of
+several, the largest mean pooled gain. Seeds: the folders given (the four development-split v
+models of bench/README section 21's confirmation, seeds 3-6; the three of section 15 are gone).
+
 The test runs 10-12 are never touched here.
 """
 
@@ -56,7 +77,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 from modalmerge.analysis.anomaly_metrics import evaluate_detector  # noqa: E402
 from modalmerge.analysis.detectors import ClipDetector, classical_detectors, frame_max, smooth  # noqa: E402
-from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
+from modalmerge.analysis.diffusion_detector import DiffusionDetector, untrained_control  # noqa: E402
 from modalmerge.data.clips import make_clips  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
@@ -79,7 +100,55 @@ EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over
         "t200 s2 d4 mean recon": ((200,), 2, 4, "reconstruction"),
         "t200 s1 d8 mean recon": ((200,), 1, 8, "reconstruction"),
     },
+    "temporal": {
+        "t200 s2 d2": ((200,), 2, 2, "residual"),
+        "inpaint t200 s2": ((200,), 2, 1, "inpaint"),
+        "inpaint t400 s2": ((400,), 2, 1, "inpaint"),
+        "error t50+100+200+400": ((50, 100, 200, 400), 1, 1, "error"),
+        "inpaint t200 s2 untrained": ((200,), 2, 1, "inpaint untrained"),
+        "inpaint t400 s2 untrained": ((400,), 2, 1, "inpaint untrained"),
+        "error t50+100+200+400 untrained": ((50, 100, 200, 400), 1, 1, "error untrained"),
+    },
 }
+
+
+class InpaintingDetector(DiffusionDetector):
+    """Each frame's squared residual against the model's guess of it from the other frames of its clip
+    (even frames from the odd, then the odd from the even; ``GaussianDiffusion.inpaint_frames``)."""
+
+    def residuals(self, clips, design=None):
+        design = np.zeros(clips.shape[:2], int) if design is None else design
+        diffusion, device = self.diffusion, self.diffusion.mask.device
+        generator = torch.Generator().manual_seed(self.seed)
+        frames = torch.arange(clips.shape[1])
+        out = np.zeros(clips.shape, np.float32)
+        for s in range(0, len(clips), self.batch_size):
+            x0 = torch.as_tensor(clips[s:s + self.batch_size], device=device)
+            labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            for group in range(2):
+                hidden = frames % 2 == group
+                guess = diffusion.inpaint_frames(x0, labels, ~hidden, self.t_start, self.steps, noise)
+                residual = ((guess - x0) * diffusion.mask) ** 2
+                out[s:s + self.batch_size, hidden.numpy()] = residual[:, hidden].float().cpu().numpy()
+        return out
+
+
+class ErrorMapDetector(DiffusionDetector):
+    """The per-voxel denoising error at one noise level ``t_start`` (one noise draw)."""
+
+    def residuals(self, clips, design=None):
+        design = np.zeros(clips.shape[:2], int) if design is None else design
+        diffusion, device = self.diffusion, self.diffusion.mask.device
+        generator = torch.Generator().manual_seed(self.seed)
+        out = np.zeros(clips.shape, np.float32)
+        for s in range(0, len(clips), self.batch_size):
+            x0 = torch.as_tensor(clips[s:s + self.batch_size], device=device)
+            labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            t = torch.full((len(x0),), self.t_start, dtype=torch.long, device=device)
+            out[s:s + self.batch_size] = diffusion.denoising_error_map(x0, labels, t, noise).float().cpu().numpy()
+        return out
 
 
 class MultiLevelDetector(ClipDetector):
@@ -87,14 +156,14 @@ class MultiLevelDetector(ClipDetector):
     averaged before the smoothing and the frame maximum (through the model's public methods only)."""
 
     def __init__(self, mask=None, diffusion=None, levels=(100, 200, 400), steps: int = 1, n_draws: int = 1,
-                 smoothing: float = 1.0, seed: int = 0):
+                 smoothing: float = 1.0, seed: int = 0, part=DiffusionDetector):
         super().__init__(mask)
         self.diffusion, self.levels, self.steps, self.n_draws = diffusion, levels, steps, n_draws
-        self.smoothing, self.seed = smoothing, seed
+        self.smoothing, self.seed, self.part = smoothing, seed, part
 
     def _fit(self, clips, design):
-        self.parts_ = [DiffusionDetector(self.mask, self.diffusion, t, self.steps, self.n_draws, smoothing=0,
-                                         seed=self.seed).fit(clips, design) for t in self.levels]
+        self.parts_ = [self.part(self.mask, self.diffusion, t, self.steps, self.n_draws, smoothing=0,
+                                 seed=self.seed).fit(clips, design) for t in self.levels]
 
     def _maps(self, clips, design):
         standardised = np.mean([part.score_maps(clips, design) for part in self.parts_], axis=0)
@@ -143,10 +212,20 @@ def score_folder(folder: Path, variants: dict) -> dict:
     precision = inference_precision(torch.device("cpu"), config["train"].get("inference_precision", "auto"))
     calibration = calibration_clips(len(clips), cfg)
     detectors = {name: (d, None, 0) for name, d in classical_detectors(data.mask, 0).items()}
+    control = untrained_control(diffusion)
     for name, (levels, steps, draws, average) in variants.items():
-        detector = (DiffusionDetector(data.mask, diffusion, levels[0], steps, draws, seed=cfg["seed"], average=average)
-                    if len(levels) == 1
-                    else MultiLevelDetector(data.mask, diffusion, levels, steps, draws, seed=cfg["seed"]))
+        model = control if average.endswith(" untrained") else diffusion
+        kind = average.removesuffix(" untrained")
+        if kind == "inpaint":
+            detector = InpaintingDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
+        elif kind == "error":
+            detector = MultiLevelDetector(data.mask, model, levels, 1, 1, seed=cfg["seed"], part=ErrorMapDetector)
+        elif len(levels) == 1:
+            detector = DiffusionDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"], average=kind)
+        else:
+            detector = MultiLevelDetector(data.mask, model, levels, steps, draws, seed=cfg["seed"])
+        if kind == "inpaint":
+            draws = 2  # two groups of hidden frames: 2 x steps forwards per clip
         detectors[name] = (detector, calibration, len(levels) * steps * draws)
     out = {"folder": str(folder), "train_seed": config["train"]["seed"], "precision": precision,
            "n_clips": int(len(injected["clips"])), "n_calibration_clips": int(len(calibration)), "detectors": {}}
@@ -195,6 +274,14 @@ def main() -> None:
         decision = {"speed_choice": min(speed, key=lambda n: summary[n]["forwards_per_clip"], default=None),
                     "multi_level_adopted": bool(multi["auroc"]["difference_mean"] > multi["auroc"]["difference_sd"]
                                                 and all(multi["by_type"][k]["difference_mean"] >= -0.05 for k in types))}
+    elif args.experiment == "temporal":
+        new = [n for n in variants if n != "t200 s2 d2" and not n.endswith(" untrained")]
+        better = lambda s, key: s[key]["difference_mean"] > s[key]["difference_sd"]  # noqa: E731
+        controls = {n: paired(runs, n, "auroc", reference=n + " untrained") for n in new}
+        passing = [n for n in new if better(summary[n], "auroc") and ok(summary[n], "blob_voxel_auprc")
+                   and controls[n]["difference_mean"] > controls[n]["difference_sd"]]
+        decision = {"trained_minus_untrained": controls,
+                    "adopted": max(passing, key=lambda n: summary[n]["auroc"]["difference_mean"], default=None)}
     else:
         same_cost = [n for n in variants if n != "t200 s2 d2" and summary[n]["forwards_per_clip"] == 4]
         best = max(same_cost, key=lambda n: summary[n]["auroc"]["difference_mean"])

@@ -186,3 +186,41 @@ def test_the_untrained_control_is_not_the_trained_model():
     x0, noise = torch.randn(3, T, *GRID), torch.randn(3, T, *GRID)
     labels = torch.zeros(3, T, dtype=torch.long)
     assert not torch.allclose(control.reconstruct(x0, labels, 200, 2, noise), oracle.reconstruct(x0, labels, 200, 2, noise), atol=1e-3)
+
+
+class RepeatedFrameOracle(torch.nn.Module):
+    """The exact E[eps | x_t] for clips whose frames are one unit-variance Gaussian volume repeated:
+    the posterior mean of the volume pools every frame of x_t (known answer for temporal inpainting)."""
+
+    def __init__(self, scheduler: Scheduler):
+        super().__init__()
+        self.scheduler = scheduler
+        self.null_label = 9
+
+    def forward(self, x_t, t, labels):
+        abar = self.scheduler.alphas_cumprod[t].float().reshape(-1, *[1] * (x_t.ndim - 1))
+        volume = abar.sqrt() * x_t.sum(1, keepdim=True) / (abar * x_t.shape[1] + 1 - abar)
+        return (x_t - abar.sqrt() * volume) / (1 - abar).sqrt()
+
+
+def test_inpainting_fills_frames_from_their_neighbours_only():
+    """Frames marked unknown are inferred from the known ones: with the oracle of repeated-frame clips
+    they come back close to the volume the known frames show; with an oracle of independent frames
+    they carry nothing of it; and changing the unknown frames' content changes nothing."""
+    scheduler = Scheduler(1000, clip_sample=None)
+    rng = torch.Generator().manual_seed(0)
+    volume = torch.randn(6, 1, *GRID, generator=rng)
+    x0, noise = volume.repeat(1, T, 1, 1, 1), torch.randn(6, T, *GRID, generator=rng)
+    known, labels = torch.tensor([True, False, True, False]), torch.zeros(6, T, dtype=torch.long)
+    repeated = GaussianDiffusion(RepeatedFrameOracle(scheduler), scheduler, torch.ones(GRID))
+    independent = GaussianDiffusion(GaussianOracle(scheduler), scheduler, torch.ones(GRID))
+    filled = repeated.inpaint_frames(x0, labels, known, 999, 20, noise)
+    assert torch.equal(filled[:, known], x0[:, known])
+    corr = lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])  # noqa: E731
+    assert corr(filled[:, ~known], x0[:, ~known]) > 0.9
+    assert abs(corr(independent.inpaint_frames(x0, labels, known, 999, 20, noise)[:, ~known], x0[:, ~known])) < 0.1
+    changed = x0.clone()
+    changed[:, ~known] = torch.randn(changed[:, ~known].shape, generator=rng) * 5
+    assert torch.equal(repeated.inpaint_frames(changed, labels, known, 999, 20, noise)[:, ~known], filled[:, ~known])
+    with pytest.raises(ValueError, match="one flag per frame"):
+        repeated.inpaint_frames(x0, labels, known[:3], 999, 2, noise)

@@ -195,6 +195,30 @@ class GaussianDiffusion(nn.Module):
         return self._reverse(self.scheduler.add_noise(x0, noise, t0), sampler, labels)
 
     @torch.no_grad()
+    def inpaint_frames(self, x0: torch.Tensor, labels: torch.Tensor, known: torch.Tensor, t_start: int, steps: int,
+                       noise: torch.Tensor) -> torch.Tensor:
+        """The model's guess of the frames of ``x0`` (B, T, x, y, z) where ``known`` (T,) is false, from
+        the frames where it is true (temporal inpainting by replacement, as in RePaint, with DDIM).
+
+        The unknown frames start at ``t_start`` with no content of their own (noise only); before each
+        of the ``steps`` deterministic DDIM steps the known frames are put back, noised to that step's
+        level with ``noise``, so what the model learned about neighbouring frames is all that fills
+        the gap. Returns a clip with the known frames as given and the unknown ones inferred."""
+        known = known.to(x0.device).bool()
+        if known.shape != x0.shape[1:2]:
+            raise ValueError(f"known must have one flag per frame ({x0.shape[1]}); got shape {tuple(known.shape)}.")
+        stride = max(t_start // steps, 1)
+        sampler = DDIMScheduler.from_scheduler(self.scheduler, [t_start - i * stride for i in range(steps)], eta=0.0)
+        frames = known[(None, slice(None)) + (None,) * (x0.ndim - 2)]
+        t0 = torch.full((x0.shape[0],), t_start, device=x0.device, dtype=torch.long)
+        x = self.scheduler.add_noise(torch.where(frames, x0, torch.zeros_like(x0)), noise, t0)
+        for t in sampler.timesteps.tolist():
+            t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            x = torch.where(frames, self.scheduler.add_noise(x0, noise, t_batch), x)
+            x, _ = sampler.step(self.network(x, t_batch, labels).float(), t, x)
+        return torch.where(frames, x0, x)
+
+    @torch.no_grad()
     def denoising_error(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Masked mean squared error of the network's output against its target, per frame: ``(B, T)``
         (no loss weighting; what a diffusion classifier compares between candidate labels)."""
