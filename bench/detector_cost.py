@@ -204,13 +204,15 @@ def fit_and_score(detector, pick, clips, labels, injected, design, mask, anomali
     return evaluate_detector(scores, maps, injected, mask, anomalies["default_strengths"], anomalies["voxel_fp_rate"])
 
 
-def score_folder(folder: Path, variants: dict) -> dict:
+def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> dict:
     config, injected, data, clips, labels, design = development_inputs(folder)
-    cfg = config["anomalies"]
+    cfg = dict(config["anomalies"])
+    if draw_seed is not None:  # the diffusion detectors' noise draws only; the injected clips stay
+        cfg["seed"] = draw_seed
     defaults = cfg["default_strengths"]
     diffusion, _ = load_diffusion(folder / "results/model/sub001/model.pt", torch.device("cpu"))
     precision = inference_precision(torch.device("cpu"), config["train"].get("inference_precision", "auto"))
-    calibration = calibration_clips(len(clips), cfg)
+    calibration = calibration_clips(len(clips), config["anomalies"])  # the workflow's clips, whatever the draws
     detectors = {name: (d, None, 0) for name, d in classical_detectors(data.mask, 0).items()}
     control = untrained_control(diffusion)
     for name, (levels, steps, draws, average) in variants.items():
@@ -254,9 +256,11 @@ def main() -> None:
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/detector_cost_dev.json")
     parser.add_argument("--experiment", choices=list(EXPERIMENTS), default="cost")
+    parser.add_argument("--draw-seed", type=int, default=None,
+                        help="seed of the diffusion detectors' noise draws (default: the config's anomalies.seed)")
     args = parser.parse_args()
     variants = EXPERIMENTS[args.experiment]
-    runs = [score_folder(folder.resolve(), variants) for folder in args.folders]
+    runs = [score_folder(folder.resolve(), variants, args.draw_seed) for folder in args.folders]
     names = list(runs[0]["detectors"])
     types = list(runs[0]["detectors"][names[0]]["by_type"])
     summary = {}

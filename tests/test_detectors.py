@@ -188,14 +188,9 @@ def test_the_untrained_control_is_not_the_trained_model():
     assert not torch.allclose(control.reconstruct(x0, labels, 200, 2, noise), oracle.reconstruct(x0, labels, 200, 2, noise), atol=1e-3)
 
 
-class RepeatedFrameOracle(torch.nn.Module):
+class RepeatedFrameOracle(GaussianOracle):
     """The exact E[eps | x_t] for clips whose frames are one unit-variance Gaussian volume repeated:
     the posterior mean of the volume pools every frame of x_t (known answer for temporal inpainting)."""
-
-    def __init__(self, scheduler: Scheduler):
-        super().__init__()
-        self.scheduler = scheduler
-        self.null_label = 9
 
     def forward(self, x_t, t, labels):
         abar = self.scheduler.alphas_cumprod[t].float().reshape(-1, *[1] * (x_t.ndim - 1))
