@@ -57,6 +57,10 @@ pooled AUROC minus its own untrained control's has mean > sd (training must be w
 several, the largest mean pooled gain. Seeds: the folders given (the four development-split v
 models of bench/README section 21's confirmation, seeds 3-6; the three of section 15 are gone).
 
+Experiment ``temporal_model``: the inpainting variants and their untrained twins on models with
+temporal layers at every level (``bench/ablation_temporal_detector_cpu.yaml``, whose header states
+its rule, committed before it was trained); the decision printed is the ``temporal`` rule's.
+
 The test runs 10-12 are never touched here.
 """
 
@@ -108,6 +112,13 @@ EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over
         "inpaint t200 s2 untrained": ((200,), 2, 1, "inpaint untrained"),
         "inpaint t400 s2 untrained": ((400,), 2, 1, "inpaint untrained"),
         "error t50+100+200+400 untrained": ((50, 100, 200, 400), 1, 1, "error untrained"),
+    },
+    "temporal_model": {
+        "t200 s2 d2": ((200,), 2, 2, "residual"),
+        "inpaint t200 s2": ((200,), 2, 1, "inpaint"),
+        "inpaint t400 s2": ((400,), 2, 1, "inpaint"),
+        "inpaint t200 s2 untrained": ((200,), 2, 1, "inpaint untrained"),
+        "inpaint t400 s2 untrained": ((400,), 2, 1, "inpaint untrained"),
     },
 }
 
@@ -278,7 +289,7 @@ def main() -> None:
         decision = {"speed_choice": min(speed, key=lambda n: summary[n]["forwards_per_clip"], default=None),
                     "multi_level_adopted": bool(multi["auroc"]["difference_mean"] > multi["auroc"]["difference_sd"]
                                                 and all(multi["by_type"][k]["difference_mean"] >= -0.05 for k in types))}
-    elif args.experiment == "temporal":
+    elif args.experiment in ("temporal", "temporal_model"):
         new = [n for n in variants if n != "t200 s2 d2" and not n.endswith(" untrained")]
         better = lambda s, key: s[key]["difference_mean"] > s[key]["difference_sd"]  # noqa: E731
         controls = {n: paired(runs, n, "auroc", reference=n + " untrained") for n in new}
