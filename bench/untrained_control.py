@@ -30,14 +30,17 @@ from modalmerge.analysis.diffusion_detector import untrained_control  # noqa: E4
 from modalmerge.config import load_config  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
+from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
 from modalmerge.stages.anomalies import (calibration_clips, detector_inputs, fit_and_score_diffusion,  # noqa: E402
                                          workflow_diffusion_detector)
 
 
-def control_aurocs(results: Path, subject: str, config: dict, draw_seeds: list[int]) -> dict[int, dict]:
-    """Pooled and per-type AUROC (and blob voxel AUPRC) of the untrained control, by noise-draw seed."""
+def control_aurocs(results: Path, subject: str, config: dict, draw_seeds: list[int],
+                   trained: bool = False) -> dict[int, dict]:
+    """Pooled and per-type AUROC (and blob voxel AUPRC) of the untrained control, by noise-draw seed
+    (``trained``: of the folder's trained model itself, over the same draws)."""
     diffusion, _ = load_diffusion(results / "model" / subject / "model.pt")
-    control = untrained_control(diffusion)
+    control = diffusion if trained else untrained_control(diffusion)
     data = PreparedData.load(results / "prep" / subject / "volumes.npz")
     with np.load(results / "anomalies" / subject / "injected.npz") as npz:
         injected = {k: npz[k] for k in npz.files}
@@ -46,7 +49,8 @@ def control_aurocs(results: Path, subject: str, config: dict, draw_seeds: list[i
     for seed in draw_seeds:
         detector = workflow_diffusion_detector(data.mask, control, config)
         detector.seed = seed
-        out[seed] = summary_of(fit_and_score_diffusion(detector, injected, data, calibration, config)[0])
+        with model_autocast(torch.device("cpu"), inference_precision(torch.device("cpu"), "auto") if trained else "float32"):
+            out[seed] = summary_of(fit_and_score_diffusion(detector, injected, data, calibration, config)[0])
     return out
 
 
@@ -64,6 +68,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--trained-draws", action="store_true",
+                        help="also score RESULTS' own trained model over the same draw seeds (the workflow's "
+                             "detector and inference precision): how much one draw moves the number auc.json reports")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.configfile)["anomalies"]
@@ -75,6 +82,8 @@ def main() -> None:
     summary = {"untrained_by_draw_seed": controls, "trained": trained,
                "untrained": {k: describe([c[k] for c in controls.values()]) for k in keys},
                "trained_mean_sd": {k: describe([t[k] for t in trained.values()]) for k in keys} if trained else None,
+               "trained_by_draw_seed": (control_aurocs(args.results, args.subject, config, args.draw_seeds, trained=True)
+                                        if args.trained_draws else None),
                "trained_minus_untrained_same_draws": ({k: describe([t[k] - same_draws[k] for t in trained.values()]) for k in keys}
                                                       if trained and same_draws else None)}
     text = json.dumps(summary, indent=2)
