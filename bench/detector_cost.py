@@ -128,20 +128,14 @@ class InpaintingDetector(DiffusionDetector):
     (even frames from the odd, then the odd from the even; ``GaussianDiffusion.inpaint_frames``)."""
 
     def residuals(self, clips, design=None):
-        design = np.zeros(clips.shape[:2], int) if design is None else design
-        diffusion, device = self.diffusion, self.diffusion.mask.device
-        generator = torch.Generator().manual_seed(self.seed)
         frames = torch.arange(clips.shape[1])
         out = np.zeros(clips.shape, np.float32)
-        for s in range(0, len(clips), self.batch_size):
-            x0 = torch.as_tensor(clips[s:s + self.batch_size], device=device)
-            labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
-            noise = torch.randn(x0.shape, generator=generator).to(device)
+        for rows, x0, labels, noise in self.batches(clips, design, torch.Generator().manual_seed(self.seed)):
             for group in range(2):
                 hidden = frames % 2 == group
-                guess = diffusion.inpaint_frames(x0, labels, ~hidden, self.t_start, self.steps, noise)
-                residual = ((guess - x0) * diffusion.mask) ** 2
-                out[s:s + self.batch_size, hidden.numpy()] = residual[:, hidden].float().cpu().numpy()
+                guess = self.diffusion.inpaint_frames(x0, labels, ~hidden, self.t_start, self.steps, noise)
+                residual = ((guess - x0) * self.diffusion.mask) ** 2
+                out[rows, hidden.numpy()] = residual[:, hidden].float().cpu().numpy()
         return out
 
 
@@ -149,16 +143,10 @@ class ErrorMapDetector(DiffusionDetector):
     """The per-voxel denoising error at one noise level ``t_start`` (one noise draw)."""
 
     def residuals(self, clips, design=None):
-        design = np.zeros(clips.shape[:2], int) if design is None else design
-        diffusion, device = self.diffusion, self.diffusion.mask.device
-        generator = torch.Generator().manual_seed(self.seed)
         out = np.zeros(clips.shape, np.float32)
-        for s in range(0, len(clips), self.batch_size):
-            x0 = torch.as_tensor(clips[s:s + self.batch_size], device=device)
-            labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            t = torch.full((len(x0),), self.t_start, dtype=torch.long, device=device)
-            out[s:s + self.batch_size] = diffusion.denoising_error_map(x0, labels, t, noise).float().cpu().numpy()
+        for rows, x0, labels, noise in self.batches(clips, design, torch.Generator().manual_seed(self.seed)):
+            t = torch.full((len(x0),), self.t_start, dtype=torch.long, device=x0.device)
+            out[rows] = self.diffusion.denoising_error_map(x0, labels, t, noise).float().cpu().numpy()
         return out
 
 
@@ -237,9 +225,8 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
             detector = DiffusionDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"], average=kind)
         else:
             detector = MultiLevelDetector(data.mask, model, levels, steps, draws, seed=cfg["seed"])
-        if kind == "inpaint":
-            draws = 2  # two groups of hidden frames: 2 x steps forwards per clip
-        detectors[name] = (detector, calibration, len(levels) * steps * draws)
+        passes = 2 if kind == "inpaint" else draws  # inpainting: two groups of hidden frames, one draw
+        detectors[name] = (detector, calibration, len(levels) * steps * passes)
     out = {"folder": str(folder), "train_seed": config["train"]["seed"], "precision": precision,
            "n_clips": int(len(injected["clips"])), "n_calibration_clips": int(len(calibration)), "detectors": {}}
     for name, (detector, pick, forwards) in detectors.items():

@@ -35,22 +35,27 @@ from modalmerge.stages.anomalies import (calibration_clips, detector_inputs, fit
                                          workflow_diffusion_detector)
 
 
-def control_aurocs(results: Path, subject: str, config: dict, draw_seeds: list[int],
-                   trained: bool = False) -> dict[int, dict]:
-    """Pooled and per-type AUROC (and blob voxel AUPRC) of the untrained control, by noise-draw seed
-    (``trained``: of the folder's trained model itself, over the same draws)."""
+def load_inputs(results: Path, subject: str, config: dict) -> tuple:
+    """A finished workflow's trained model and what the score stage gives its detector: ``(diffusion,
+    detector inputs, injected clips, mask, calibration clips)``, read once."""
     diffusion, _ = load_diffusion(results / "model" / subject / "model.pt")
-    control = diffusion if trained else untrained_control(diffusion)
     data = PreparedData.load(results / "prep" / subject / "volumes.npz")
     with np.load(results / "anomalies" / subject / "injected.npz") as npz:
         injected = {k: npz[k] for k in npz.files}
-    calibration = calibration_clips(len(detector_inputs(injected, data)[0]), config)
+    inputs = detector_inputs(injected, data)
+    return diffusion, inputs, injected, data.mask, calibration_clips(len(inputs[0]), config)
+
+
+def draw_aurocs(model, inputs, injected, mask, calibration, config: dict, draw_seeds: list[int],
+                precision: str = "float32") -> dict[int, dict]:
+    """Pooled and per-type AUROC (and blob voxel AUPRC) of the workflow's detector on ``model``, by
+    noise-draw seed, its forwards in ``precision``."""
     out = {}
     for seed in draw_seeds:
-        detector = workflow_diffusion_detector(data.mask, control, config)
+        detector = workflow_diffusion_detector(mask, model, config)
         detector.seed = seed
-        with model_autocast(torch.device("cpu"), inference_precision(torch.device("cpu"), "auto") if trained else "float32"):
-            out[seed] = summary_of(fit_and_score_diffusion(detector, injected, data, calibration, config)[0])
+        with model_autocast(torch.device("cpu"), precision):
+            out[seed] = summary_of(fit_and_score_diffusion(detector, inputs, injected, mask, calibration, config)[0])
     return out
 
 
@@ -73,8 +78,10 @@ def main() -> None:
                              "detector and inference precision): how much one draw moves the number auc.json reports")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(args.configfile)["anomalies"]
-    controls = control_aurocs(args.results, args.subject, config, args.draw_seeds)
+    full_config = load_config(args.configfile)
+    config = full_config["anomalies"]
+    diffusion, *scored = load_inputs(args.results, args.subject, config)
+    controls = draw_aurocs(untrained_control(diffusion), *scored, config, args.draw_seeds)
     trained = {str(path): summary_of(json.loads(path.read_text())["detectors"]["diffusion"]) for path in args.trained}
     same_draws = controls.get(config["seed"])
     keys = list(next(iter(controls.values())))
@@ -82,8 +89,8 @@ def main() -> None:
     summary = {"untrained_by_draw_seed": controls, "trained": trained,
                "untrained": {k: describe([c[k] for c in controls.values()]) for k in keys},
                "trained_mean_sd": {k: describe([t[k] for t in trained.values()]) for k in keys} if trained else None,
-               "trained_by_draw_seed": (control_aurocs(args.results, args.subject, config, args.draw_seeds, trained=True)
-                                        if args.trained_draws else None),
+               "trained_by_draw_seed": (draw_aurocs(diffusion, *scored, config, args.draw_seeds, inference_precision(
+                   torch.device("cpu"), full_config["train"]["inference_precision"])) if args.trained_draws else None),
                "trained_minus_untrained_same_draws": ({k: describe([t[k] - same_draws[k] for t in trained.values()]) for k in keys}
                                                       if trained and same_draws else None)}
     text = json.dumps(summary, indent=2)

@@ -62,24 +62,30 @@ class DiffusionDetector(ClipDetector):
         self.batch_size = batch_size
         self.seed = seed
 
+    def batches(self, clips: np.ndarray, design: np.ndarray | None, generator: torch.Generator):
+        """``(rows, x0, labels, noise)`` for each batch of ``clips`` on the model's device: the rows of
+        ``clips`` it covers, the clean clips, their design labels (0 when ``design`` is None) and a noise
+        draw from ``generator`` (drawn batch by batch, in order)."""
+        design = np.zeros(clips.shape[:2], int) if design is None else design
+        device = self.diffusion.mask.device
+        for s in range(0, len(clips), self.batch_size):
+            rows = slice(s, s + self.batch_size)
+            x0 = torch.as_tensor(clips[rows], device=device)
+            labels = torch.as_tensor(design[rows], dtype=torch.long, device=device)
+            yield rows, x0, labels, torch.randn(x0.shape, generator=generator).to(device)
+
     def residuals(self, clips: np.ndarray, design: np.ndarray | None = None) -> np.ndarray:
         """Squared residual of the reconstruction, averaged over ``n_draws`` as ``average`` says: same
         shape as ``clips``."""
-        design = np.zeros(clips.shape[:2], int) if design is None else design
-        diffusion = self.diffusion
-        device = diffusion.mask.device
         generator = torch.Generator().manual_seed(self.seed)
         out = np.zeros(clips.shape, np.float32)
         for _ in range(self.n_draws):
-            for s in range(0, len(clips), self.batch_size):
-                x0 = torch.as_tensor(clips[s:s + self.batch_size], device=device)
-                labels = torch.as_tensor(design[s:s + self.batch_size], dtype=torch.long, device=device)
-                noise = torch.randn(x0.shape, generator=generator).to(device)
-                x = diffusion.reconstruct(x0, labels, self.t_start, self.steps, noise)
-                residual = (x - x0) * diffusion.mask
+            for rows, x0, labels, noise in self.batches(clips, design, generator):
+                x = self.diffusion.reconstruct(x0, labels, self.t_start, self.steps, noise)
+                residual = (x - x0) * self.diffusion.mask
                 if self.average == "residual":
                     residual = residual ** 2
-                out[s:s + self.batch_size] += residual.float().cpu().numpy() / self.n_draws
+                out[rows] += residual.float().cpu().numpy() / self.n_draws
         return out if self.average == "residual" else out ** 2
 
     def _fit(self, clips, design):

@@ -96,15 +96,15 @@ def detector_inputs(injected: dict, data: PreparedData) -> tuple[np.ndarray, np.
     return train_clips, train_labels, np.stack([data.label_ids[s:s + clip_length] for s in starts])
 
 
-def fit_and_score_diffusion(detector: DiffusionDetector, injected: dict, data: PreparedData, calibration: np.ndarray,
-                            config: dict) -> tuple[dict, np.ndarray]:
-    """Calibrate a diffusion detector on the training-run clips ``calibration`` picks, score the injected
-    clips and evaluate it: ``(its auc.json entry, its maps)``."""
-    train_clips, train_labels, design = detector_inputs(injected, data)
+def fit_and_score_diffusion(detector: DiffusionDetector, inputs: tuple, injected: dict, mask: np.ndarray,
+                            calibration: np.ndarray, config: dict) -> tuple[dict, np.ndarray]:
+    """Calibrate a diffusion detector on the training-run clips of ``inputs`` (:func:`detector_inputs`)
+    that ``calibration`` picks, score the injected clips and evaluate it: ``(its auc.json entry, its maps)``."""
+    train_clips, train_labels, design = inputs
     detector.fit(train_clips[calibration], train_labels[calibration])
     maps = detector.score_maps(injected["clips"], design)
     scores = detector.decision_function(injected["clips"], design, maps=maps)
-    return evaluate_detector(scores, maps, injected, data.mask, config["default_strengths"], config["voxel_fp_rate"]), maps
+    return evaluate_detector(scores, maps, injected, mask, config["default_strengths"], config["voxel_fp_rate"]), maps
 
 
 def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict, device, precision: str) -> tuple[dict, np.ndarray | None]:
@@ -112,7 +112,8 @@ def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict,
     ``diffusion`` is a trained model) on clean clips of the training runs, score the injected clips of
     the held-out runs, and evaluate each at ``config["default_strengths"]``: ``(results by detector,
     the diffusion detector's maps)``."""
-    train_clips, _, _ = detector_inputs(injected, data)
+    inputs = detector_inputs(injected, data)
+    train_clips = inputs[0]
     defaults = config["default_strengths"]
     results, timings = {}, {}
     for name, detector in classical_detectors(data.mask, config["seed"]).items():
@@ -129,13 +130,14 @@ def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict,
         started = time.perf_counter()
         with model_autocast(device, precision):
             results["diffusion"], diffusion_maps = fit_and_score_diffusion(
-                workflow_diffusion_detector(data.mask, diffusion, config), injected, data, calibration, config)
+                workflow_diffusion_detector(data.mask, diffusion, config), inputs, injected, data.mask, calibration, config)
         results["diffusion"]["inference_precision"] = precision
         timings["diffusion"] = time.perf_counter() - started
         log.info("diffusion: AUROC %.3f", results["diffusion"]["auroc"])
         started = time.perf_counter()
         results["untrained_diffusion"], _ = fit_and_score_diffusion(
-            workflow_diffusion_detector(data.mask, untrained_control(diffusion), config), injected, data, calibration, config)
+            workflow_diffusion_detector(data.mask, untrained_control(diffusion), config), inputs, injected, data.mask, calibration,
+            config)
         results["untrained_diffusion"]["note"] = UNTRAINED_NOTE
         results["diffusion"]["auroc_minus_untrained"] = results["diffusion"]["auroc"] - results["untrained_diffusion"]["auroc"]
         timings["untrained_diffusion"] = time.perf_counter() - started
