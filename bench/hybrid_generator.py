@@ -28,6 +28,24 @@ out, runs 10-12 absent) to decide; on the test runs it is a measurement.
 
 Writes ``DIR/seed-N/`` (model, training log, synthetic NPZ, fidelity.json) and ``DIR/summary.json``,
 ``DIR/summary.md``.
+
+``--whiten`` (2026-11-28, sixth session): the innovations are also ZCA-whitened with their Ledoit-Wolf
+correlation (``LinearGaussianGenerator.innovations(whiten=True)``) before the model sees them, and
+the model's samples coloured back. Why: the first hybrid's diffusion part lost connectivity (-0.125)
+because its samples' spatial covariance was worse than the Ledoit-Wolf estimate; in whitened
+coordinates a model that learns nothing gives back the classical generator exactly (for unit
+Gaussian data the optimal v-prediction is 0, the untrained network's output), so the diffusion part
+can only add what is not Gaussian, or lose by noise it learnt. ``--variance`` overrides
+``sample.variance`` (``large``, the ancestral variance beta, is exact for unit Gaussian data;
+``small`` under-disperses such data at 50 steps) and ``--tag`` names the outputs of one sampling
+(``fidelity-TAG.json``, ``summary-TAG.*``) so one trained model per seed serves both.
+
+Rule for the whitened arms, written before their first run: the arm sampled with ``large`` is the
+candidate. It is a better generator than the classical one if, paired by seed, it is better beyond
+the sd on at least one of connectivity, linear C2ST, RBF C2ST, MMD² and TSTR, and worse beyond the sd
+on none of the realism measures nor the memorisation ratio; then (and only then) it is run on the
+test runs (seeds 0-2) as a measurement. The ``small`` arm is reported, not chosen. Seeds 3-5 (the
+development-split v models of bench/README section 22, for the plain model's column).
 """
 
 from __future__ import annotations
@@ -63,10 +81,11 @@ MEASURES = {**REALISM_MEASURES,
                                              lambda f: 1.0, "higher")}
 
 
-def innovation_data(data: PreparedData, linear: LinearGaussianGenerator) -> PreparedData:
-    """``data`` with every volume replaced by its standardised innovation under ``linear`` (0 outside the mask)."""
+def innovation_data(data: PreparedData, linear: LinearGaussianGenerator, whiten: bool = False) -> PreparedData:
+    """``data`` with every volume replaced by its standardised (``whiten``: whitened) innovation under
+    ``linear`` (0 outside the mask)."""
     X = np.zeros_like(data.X)
-    X[:, data.mask] = linear.innovations(data.X[:, data.mask], data.label_ids, data.runs)
+    X[:, data.mask] = linear.innovations(data.X[:, data.mask], data.label_ids, data.runs, whiten=whiten)
     return dataclasses.replace(data, X=X, X_raw=None)
 
 
@@ -83,13 +102,15 @@ def sample_innovations(checkpoint: Path, run_labels: list[np.ndarray], sample_cf
                              sample_cfg["guidance_scale"], sample_cfg["batch_size"], generator)[0]
 
 
-def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, folder: Path, threads: int) -> dict:
+def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, folder: Path, threads: int,
+             whiten: bool = False, tag: str = "") -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     config = merge_config(config, {block: {"seed": seed} for block in ("train", "sample", "evaluate")})
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    suffix = f"-{tag}" if tag else ""
+    (folder / f"config{suffix}.yaml").write_text(yaml.safe_dump(config))
     mask, train = data.mask, ~data.is_test
     linear = LinearGaussianGenerator(seed).fit(data.X[train][:, mask], data.label_ids[train], data.runs[train])
-    innovations = innovation_data(data, linear)
+    innovations = innovation_data(data, linear, whiten)
     innovations.save(folder / "innovations.npz")
     started = time.perf_counter()
     model = folder / "model.pt"
@@ -107,9 +128,9 @@ def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, fold
     X = np.zeros((sum(len(r) for r in z_runs), *mask.shape), np.float32)
     segment = np.repeat(np.arange(len(z_runs)), [len(r) for r in z_runs])
     labels = np.concatenate(run_labels)
-    X[:, mask] = linear.from_innovations(np.concatenate(z_runs)[:, mask], labels, segment)
+    X[:, mask] = linear.from_innovations(np.concatenate(z_runs)[:, mask], labels, segment, whiten=whiten)
     design_run = np.repeat(designs, [len(r) for r in z_runs])
-    np.savez_compressed(folder / "synthetic.npz", X=X, label_ids=labels, design_run=design_run)
+    np.savez_compressed(folder / f"synthetic{suffix}.npz", X=X, label_ids=labels, design_run=design_run)
     synthetic = {"X": X, "label_ids": labels, "design_run": design_run,
                  "sampler": config["sample"]["sampler"], "guidance_scale": config["sample"]["guidance_scale"]}
     fidelity, _ = evaluate_fidelity(data, synthetic, seed=seed)
@@ -117,17 +138,17 @@ def run_seed(data: PreparedData, split_path: Path, config: dict, seed: int, fold
     z = np.concatenate(z_runs)[:, mask]
     fidelity["hybrid"] = {
         "innovation_std_synthetic": float(z.std()), "innovation_std_training": float(real_z.std()),
-        "train_s": trained, "sample_s": sampled,
+        "train_s": trained, "sample_s": sampled, "whitened": whiten, "variance": config["sample"]["variance"],
         "note": "linear part (training category means + voxelwise AR(1)) with diffusion-model innovations; "
                 "generator_baselines.gaussian_var1 is the same linear part with Gaussian innovations"}
-    (folder / "fidelity.json").write_text(json.dumps(fidelity, indent=2, default=float))
+    (folder / f"fidelity{suffix}.json").write_text(json.dumps(fidelity, indent=2, default=float))
     return fidelity
 
 
-def summarise(per_seed: dict, plain: dict, out: Path) -> dict:
+def summarise(per_seed: dict, plain: dict, out: Path, tag: str = "") -> dict:
     """Mean ± sd over seeds of every measure for the hybrid, the classical generator (the same linear
     part with Gaussian innovations), their paired difference and the plain model; writes
-    ``summary.json`` and ``summary.md`` to ``out``."""
+    ``summary[-tag].json`` and ``summary[-tag].md`` to ``out``."""
     fidelities = [per_seed[seed] for seed in sorted(per_seed)]
     plains = [plain[seed] for seed in sorted(per_seed) if seed in plain]
     summary = {"seeds": sorted(per_seed), "measures": {}}
@@ -146,8 +167,9 @@ def summarise(per_seed: dict, plain: dict, out: Path) -> dict:
         lines.append(f"| {name} | {mean_sd(entry['hybrid'])} | {mean_sd(entry['gaussian_var1'])} | "
                      f"{mean_sd(entry['difference'])} | {mean_sd(entry['plain']) if plains else '-'} | "
                      f"{entry['real_or_ceiling']:.3f} | {better} |")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    suffix = f"-{tag}" if tag else ""
+    (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"summary{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
 
@@ -161,19 +183,25 @@ def main(argv=None):
     parser.add_argument("--plain", type=Path, help="folder with seed-N/results/eval/SUBJECT/fidelity.json of the plain model")
     parser.add_argument("--subject", default="sub001")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--whiten", action="store_true", help="ZCA-whiten the innovations (Ledoit-Wolf correlation)")
+    parser.add_argument("--variance", choices=["small", "large"], help="override sample.variance")
+    parser.add_argument("--tag", default="", help="suffix of this sampling's outputs (the model is trained once per seed)")
     args = parser.parse_args(argv)
     config = yaml.safe_load(args.configfile.read_text())
+    if args.variance:
+        config = merge_config(config, {"sample": {"variance": args.variance}})
     data = PreparedData.load(args.prep / "volumes.npz", with_raw=True)
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copy(args.prep / "split.json", args.out / "split.json")
     per_seed, plain = {}, {}
     for seed in args.seeds:
-        per_seed[seed] = run_seed(data, args.out / "split.json", config, seed, args.out / f"seed-{seed}", args.threads)
+        per_seed[seed] = run_seed(data, args.out / "split.json", config, seed, args.out / f"seed-{seed}", args.threads,
+                                  args.whiten, args.tag)
         if args.plain is not None:
             path = args.plain / f"seed-{seed}" / "results" / "eval" / args.subject / "fidelity.json"
             if path.exists():
                 plain[seed] = json.loads(path.read_text())
-        summarise(per_seed, plain, args.out)
+        summarise(per_seed, plain, args.out, args.tag)
 
 
 if __name__ == "__main__":

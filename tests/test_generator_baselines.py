@@ -132,3 +132,23 @@ def test_innovations_are_white_and_invert_exactly():
     assert np.allclose(generator.from_innovations(shifted, labels, runs)[first:], X[first:], atol=1e-4)
     with pytest.raises(ValueError, match=r"labels \[7\]"):
         generator.innovations(X[:2], np.array([0, 7]), np.zeros(2))
+
+
+def test_whitened_innovations_lose_the_spatial_correlation_and_invert_exactly():
+    """``whiten=True``: the known process's neighbouring voxels' innovations correlate at exp(-1/3) =
+    0.72; whitened they are uncorrelated unit-variance series, each still mostly its own voxel (ZCA),
+    and colouring them back rebuilds the volumes."""
+    X, labels, runs, _, _, _ = known_process()
+    generator = LinearGaussianGenerator(seed=4).fit(X, labels, runs)
+    z = generator.innovations(X, labels, runs)
+    w = generator.innovations(X, labels, runs, whiten=True)
+    off = ~np.eye(X.shape[1], dtype=bool)
+    assert np.corrcoef(z.T)[off].max() > 0.6
+    assert np.abs(np.corrcoef(w.T)[off]).max() < 0.1
+    assert np.abs(w.std(0) - 1).max() < 0.1
+    # ZCA keeps each whitened series closest to its own voxel's standardised innovation
+    agreement = np.corrcoef(w.T, z.T)[:X.shape[1], X.shape[1]:]
+    assert np.all(agreement.argmax(1) == np.arange(X.shape[1]))
+    assert np.abs(generator.from_innovations(w, labels, runs, whiten=True) - X).max() < 1e-4
+    # the two options are not interchangeable
+    assert np.abs(generator.from_innovations(w, labels, runs) - X).max() > 0.1

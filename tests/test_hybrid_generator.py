@@ -28,6 +28,15 @@ def test_innovation_data_is_the_slice_without_its_linear_part_and_inverts(prepar
     assert abs(z.std() - 1) < 0.05  # standardised on the training runs
     back = linear.from_innovations(innovations.X[:, mask], data.label_ids, data.runs)
     assert np.abs(back - data.X[:, mask]).max() < 1e-3
+    # whitened: the real slice's innovations are spatially correlated (neighbouring voxels), the
+    # whitened ones much less so, and they colour back to the data
+    white = innovation_data(data, linear, whiten=True)
+    w = white.X[train][:, mask]
+    off = ~np.eye(mask.sum(), dtype=bool)
+    before, after = np.abs(np.corrcoef(z.T)[off]).mean(), np.abs(np.corrcoef(w.T)[off]).mean()
+    assert after < 0.5 * before, (before, after)
+    back = linear.from_innovations(white.X[:, mask], data.label_ids, data.runs, whiten=True)
+    assert np.abs(back - data.X[:, mask]).max() < 1e-3
 
 
 def test_the_summary_pairs_the_hybrid_with_the_same_seeds_linear_part(tmp_path):

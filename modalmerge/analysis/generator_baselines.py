@@ -63,12 +63,18 @@ class LinearGaussianGenerator(BaseEstimator):
             runs.append(means + residual)
         return np.concatenate(runs).astype(np.float32)
 
-    def innovations(self, X: np.ndarray, labels: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    def innovations(self, X: np.ndarray, labels: np.ndarray, runs: np.ndarray, whiten: bool = False) -> np.ndarray:
         """The fitted linear part removed from ``X`` (n, n_voxels): each volume's AR(1) innovation
         (residual from the category means minus ``phi`` x the previous volume's residual, within its
         run; a run's first volume scaled to the innovation's variance), divided by each voxel's
         innovation std. What a hybrid generator's nonlinear part (a diffusion model) learns; inverted
-        exactly by :meth:`from_innovations`."""
+        exactly by :meth:`from_innovations` (with the same ``whiten``).
+
+        ``whiten=True`` also removes the spatial covariance: the standardised innovations are multiplied
+        by the inverse square root of their Ledoit-Wolf correlation matrix (ZCA whitening, the
+        symmetric choice, which keeps each voxel as close to itself as whitening allows). Under the
+        classical generator these are independent unit Gaussians, so a model of them that learns nothing
+        gives back the classical generator, and only what is not Gaussian is left to learn."""
         check_is_fitted(self, "cholesky_")
         residual = np.asarray(X, np.float64) - self._means_of(labels)
         out = np.empty_like(residual)
@@ -77,14 +83,19 @@ class LinearGaussianGenerator(BaseEstimator):
             r = residual[index]
             out[index[0]] = r[0] / self.stationary_scale_
             out[index[1:]] = r[1:] - self.phi_ * r[:-1]
-        return (out / self.innovation_std_).astype(np.float32)
+        out /= self.innovation_std_
+        return (out @ self._correlation_root(-0.5) if whiten else out).astype(np.float32)
 
-    def from_innovations(self, innovations: np.ndarray, labels: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    def from_innovations(self, innovations: np.ndarray, labels: np.ndarray, runs: np.ndarray,
+                         whiten: bool = False) -> np.ndarray:
         """Volumes whose standardised innovations are ``innovations`` (n, n_voxels): the category means
         of ``labels`` plus the AR(1) recursion run through each run in order. With Gaussian innovations
         of the fitted covariance this is :meth:`sample`; with a diffusion model's, a hybrid generator."""
         check_is_fitted(self, "cholesky_")
-        innovation = np.asarray(innovations, np.float64) * self.innovation_std_
+        innovation = np.asarray(innovations, np.float64)
+        if whiten:
+            innovation = innovation @ self._correlation_root(0.5)
+        innovation = innovation * self.innovation_std_
         residual = np.empty_like(innovation)
         for run in np.unique(runs):
             index = np.flatnonzero(runs == run)
@@ -96,6 +107,12 @@ class LinearGaussianGenerator(BaseEstimator):
     @property
     def innovation_std_(self) -> np.ndarray:
         return np.sqrt(np.diag(self.covariance_))
+
+    def _correlation_root(self, power: float) -> np.ndarray:
+        """The innovations' Ledoit-Wolf correlation matrix to ``power`` (symmetric; -0.5 whitens, 0.5 colours)."""
+        std = self.innovation_std_
+        values, vectors = np.linalg.eigh(self.covariance_ / np.outer(std, std))
+        return (vectors * values ** power) @ vectors.T
 
     def _means_of(self, labels: np.ndarray) -> np.ndarray:
         unknown = sorted(set(np.unique(labels).tolist()) - set(self.means_))
