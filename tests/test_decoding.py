@@ -220,8 +220,8 @@ def test_candidate_pruning_spends_fewer_forwards_and_keeps_the_kept_candidates_e
     full = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=6, batch_size=16).fit()
     pruned = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=6, batch_size=16, prune_after=2, keep=3).fit()
     seen = []
-    original = type(diffusion).denoising_error_map
-    monkeypatch.setattr(type(diffusion), "denoising_error_map", lambda self, x0, *a: seen.append(len(x0)) or original(self, x0, *a))
+    original = type(diffusion).denoising_residual
+    monkeypatch.setattr(type(diffusion), "denoising_residual", lambda self, x0, *a: seen.append(len(x0)) or original(self, x0, *a))
     all_errors = full.pair_errors(clips, design, target)
     assert sum(seen) == len(clips) * 8 * 6 == len(clips) * full.forwards_per_block()
     seen.clear()
@@ -281,3 +281,70 @@ def test_decode_with_decode_classicals_file_writes_what_decode_alone_writes(tmp_
     split, alone = without_times("split"), without_times("alone")
     assert split == alone
     assert split["decoders"]["linear_svm"]["accuracy"] > 0.3 and split["learning_curve"]["by_size"]
+
+
+class CorrelatedOracle(torch.nn.Module):
+    """The exact E[eps | x_t] for volumes x0 ~ N(means[label], cov) (frames independent): with
+    x_t = a x0 + b eps, E[eps | x_t] = b (a^2 cov + b^2 I)^-1 (x_t - a means[label])."""
+
+    def __init__(self, scheduler: Scheduler, means: torch.Tensor, cov: np.ndarray):
+        super().__init__()
+        self.scheduler = scheduler
+        self.null_label = len(means)
+        self.means = torch.cat([means, means.mean(0, keepdim=True)]).flatten(1).double()
+        self.cov = torch.as_tensor(cov, dtype=torch.float64)
+
+    def forward(self, x_t, t, labels):
+        abar = self.scheduler.alphas_cumprod[t].double()[:, None, None]
+        a, b = abar.sqrt(), (1 - abar).sqrt()
+        system = a ** 2 * self.cov + b ** 2 * torch.eye(len(self.cov), dtype=torch.float64)  # (B, V, V)
+        centred = x_t.flatten(2).double() - a * self.means[labels]  # (B, T, V)
+        return (b * torch.linalg.solve(system, centred.transpose(1, 2)).transpose(1, 2)).reshape(x_t.shape).float()
+
+
+def correlated_problem(seed: int, n: int = 60, clip_length: int = 4, grid=(5, 4, 1)):
+    """Three categories whose means differ by about a tenth of the largest noise std, under a noise
+    covariance whose variances span 0.02-20 in random directions: what separates the categories is
+    hidden in directions where the voxels' noise is correlated."""
+    rng = np.random.default_rng(seed)
+    n_voxels = int(np.prod(grid))
+    rotation, _ = np.linalg.qr(rng.normal(size=(n_voxels, n_voxels)))
+    cov = (rotation * np.geomspace(0.02, 20, n_voxels)) @ rotation.T
+    means = rng.normal(size=(3, n_voxels))
+    means *= 0.6 / np.linalg.norm(means, axis=1, keepdims=True)
+    root = np.linalg.cholesky(cov)
+
+    def blocks():
+        truth = np.arange(n) % 3
+        clips = means[truth][:, None] + rng.normal(size=(n, clip_length, n_voxels)) @ root.T
+        return (clips.reshape(n, clip_length, *grid).astype(np.float32), np.repeat(truth[:, None], clip_length, 1),
+                np.ones((n, clip_length), bool), truth)
+
+    scheduler = Scheduler(1000)
+    oracle = CorrelatedOracle(scheduler, torch.as_tensor(means.reshape(3, *grid), dtype=torch.float32), cov)
+    return GaussianDiffusion(oracle, scheduler, torch.ones(grid)), blocks(), blocks()
+
+
+def test_the_whitened_metric_finds_categories_hidden_in_correlated_noise():
+    """With the exact denoiser of correlated Gaussian data, judging each candidate's residual against
+    the residual covariance of training blocks beats the plain squared error (measured on data seeds
+    0-4: 0.78 -> 0.90, 0.95 -> 1.00, 0.67 -> 0.88, 0.85 -> 0.92, 0.95 -> 1.00)."""
+    from modalmerge.analysis.diffusion_decoding import block_samples
+    gains = []
+    for seed in (0, 2):
+        diffusion, (clips, design, target, truth), (train, train_design, train_target, train_truth) = correlated_problem(seed)
+        plain = DiffusionClassifier(diffusion, [0, 1, 2], n_pairs=8, seed=1).fit()
+        whitened = DiffusionClassifier(diffusion, [0, 1, 2], n_pairs=8, seed=1, metric="whitened").fit(
+            block_samples(train, train_design, train_target), train_truth)
+        assert whitened.precisions_.shape == (8, 20, 20)
+        gains.append(np.mean(whitened.predict_blocks(clips, design, target) == truth)
+                     - np.mean(plain.predict_blocks(clips, design, target) == truth))
+        # with an identity metric the whitened errors are the plain ones: only the metric differs
+        whitened.precisions_ = torch.eye(20).expand(8, 20, 20)
+        np.testing.assert_allclose(whitened.pair_errors(clips[:6], design[:6], target[:6]),
+                                   plain.pair_errors(clips[:6], design[:6], target[:6]), rtol=1e-5)
+    assert min(gains) >= 0.05 and np.mean(gains) >= 0.1, gains
+    with pytest.raises(ValueError, match="training blocks"):
+        DiffusionClassifier(diffusion, [0, 1, 2], metric="whitened").fit()
+    with pytest.raises(ValueError, match="metric is 'cosine'"):
+        DiffusionClassifier(diffusion, [0, 1, 2], metric="cosine").fit()

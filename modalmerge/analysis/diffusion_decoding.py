@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.covariance import LedoitWolf
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.clips import block_clips, covering_clips, stimulus_blocks
@@ -33,13 +34,25 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
     forward passes per block fall from ``C * n_pairs`` to ``C * prune_after + keep * (n_pairs -
     prune_after)``. ``None`` (default) scores every candidate on every pair.
 
+    The error compared (``metric``): ``"euclidean"`` (default) is the mean squared residual of the
+    network's output over the block's voxels, the diffusion loss. ``"whitened"`` is the residual's
+    Mahalanobis norm, r' P_t r / n_voxels, under the precision P_t (inverse Ledoit-Wolf covariance)
+    of the residuals the model leaves on *training* blocks at the pair's timestep t with their true
+    labels: the residual of a wrong candidate differs from the true one's by the model's idea of the
+    difference between the two categories, and judging that difference against the residual's own
+    covariance is the likelihood-ratio test for Gaussian residuals (a Euclidean norm behaves like a
+    nearest-mean classifier that ignores the voxels' correlations). ``fit(X, y)`` then takes training
+    blocks (``X`` triples, ``y`` their categories) and spends ``metric_draws`` noise draws x
+    ``n_pairs`` forward passes on each.
+
     As an sklearn estimator (``clone``, ``cross_val_score``), a sample is one block: ``X`` is a
     sequence of ``(clip (T, x, y, z), design labels (T,), block frames (T,))`` triples, as
     :func:`block_samples` makes them.
     """
 
     def __init__(self, diffusion=None, categories=None, n_pairs: int = 8, t_range=(100, 600), batch_size: int = 32,
-                 seed: int = 0, prune_after: int | None = None, keep: int = 2):
+                 seed: int = 0, prune_after: int | None = None, keep: int = 2, metric: str = "euclidean",
+                 metric_draws: int = 1):
         self.diffusion = diffusion
         self.categories = categories
         self.n_pairs = n_pairs
@@ -48,6 +61,8 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
         self.seed = seed
         self.prune_after = prune_after
         self.keep = keep
+        self.metric = metric
+        self.metric_draws = metric_draws
 
     def fit(self, X=None, y=None):
         if self.prune_after is not None and not 1 <= self.prune_after < self.n_pairs:
@@ -55,8 +70,46 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
                              f"({self.n_pairs - 1}) pairs; use None to score every candidate on every pair.")
         if self.keep < 1:
             raise ValueError(f"keep is {self.keep}: at least one candidate must go on after pruning.")
+        if self.metric not in ("euclidean", "whitened"):
+            raise ValueError(f"metric is {self.metric!r}: use 'euclidean' (the diffusion loss) or 'whitened' "
+                             "(the residual's Mahalanobis norm, fitted on training blocks).")
         self.classes_ = np.asarray(self.categories)
+        self.precisions_ = None
+        if self.metric == "whitened":
+            if X is None or y is None or len(X) == 0:
+                raise ValueError("metric 'whitened' is fitted on training blocks: pass X (clip, design, block frames) "
+                                 "triples of the training runs and y their categories.")
+            clips, design, target = (np.stack(part) for part in zip(*X))
+            self.precisions_ = self._residual_precisions(clips, design, target, np.asarray(y))
         return self
+
+    @torch.no_grad()
+    def _residual_precisions(self, clips, design, target, y) -> torch.Tensor:
+        """``(n_pairs, V, V)``: for each pair's timestep, the inverse Ledoit-Wolf covariance of the
+        block frames' residuals over the mask's V voxels, with the true labels and fresh noise
+        (``metric_draws`` draws per block, seeded apart from the pairs)."""
+        t, _ = self.pairs(clips.shape[1:])
+        inside = self.diffusion.mask.bool()
+        labels = torch.as_tensor(design).clone()
+        frames = torch.as_tensor(target).bool()
+        labels[frames] = torch.as_tensor(y)[:, None].expand_as(labels)[frames]
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        device = self.diffusion.mask.device
+        precisions = []
+        for t_pair in t.tolist():
+            rows = []
+            for _ in range(self.metric_draws):
+                for s in range(0, len(clips), self.batch_size):
+                    part = slice(s, s + self.batch_size)
+                    x0 = torch.as_tensor(clips[part])
+                    noise = torch.randn(x0.shape, generator=generator)
+                    t_batch = torch.full((len(x0),), t_pair, dtype=torch.long)
+                    residual = self.diffusion.denoising_residual(x0.to(device), labels[part].to(device), t_batch.to(device),
+                                                                 noise.to(device)).float().cpu()
+                    rows.append(residual[frames[part]][:, inside.cpu()])
+            covariance = LedoitWolf(assume_centered=True).fit(torch.cat(rows).double().numpy()).covariance_
+            precisions.append(torch.as_tensor(np.linalg.inv(covariance), dtype=torch.float32))
+        return torch.stack(precisions)
 
     @property
     def pruning(self) -> bool:
@@ -128,9 +181,17 @@ class DiffusionClassifier(BaseEstimator, ClassifierMixin):
             frames = torch.as_tensor(target)[b_idx]
             for row, (_, c, _) in enumerate(chunk):
                 labels[row, frames[row]] = int(self.classes_[c])
-            squared = self.diffusion.denoising_error_map(torch.as_tensor(clips)[b_idx].to(device), labels.to(device),
-                                                         t[p_idx].to(device), noise[p_idx].to(device))
-            per_frame = squared.flatten(2).sum(2) / n_voxels  # = diffusion.denoising_error
+            residual = self.diffusion.denoising_residual(torch.as_tensor(clips)[b_idx].to(device), labels.to(device),
+                                                         t[p_idx].to(device), noise[p_idx].to(device)).float()
+            if self.precisions_ is None:
+                squared = residual ** 2
+            else:  # r_i (P r)_i per voxel: summed over the mask, the Mahalanobis norm r' P r
+                inside = self.diffusion.mask.bool()
+                r = residual[:, :, inside]  # (B, T, V)
+                weighted = torch.einsum("bvw,btw->btv", self.precisions_[p_idx].to(r.device), r)
+                squared = torch.zeros_like(residual)
+                squared[:, :, inside] = r * weighted
+            per_frame = squared.flatten(2).sum(2) / n_voxels  # euclidean: = diffusion.denoising_error
             per_clip = (per_frame.cpu() * frames).sum(1) / frames.sum(1)
             b_np, c_np, p_np = (np.array(part) for part in zip(*chunk))
             errors[b_np, c_np, p_np] = per_clip.double().numpy()
@@ -156,18 +217,28 @@ def block_samples(clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> 
 
 def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, train_runs, rest_id: int,
                                   clip_length: int, n_pairs: int, n_permutations: int, seed: int,
-                                  voxel_maps: bool = False, prune_after: int | None = None, keep: int = 2):
+                                  voxel_maps: bool = False, prune_after: int | None = None, keep: int = 2,
+                                  metric: str = "euclidean"):
     """The diffusion classifier on every stimulus block of the held-out runs, scored like the others.
 
     No refit exists for a pretrained generative classifier, so the null shuffles the held-out block
     labels within runs against the fixed predictions. With ``voxel_maps``, returns ``(result,
     (error maps (n_blocks, n_categories, x, y, z), true categories (n_blocks,)))`` (no extra forward
-    passes: the maps are the errors the classifier compares, kept per voxel).
+    passes: the maps are the errors the classifier compares, kept per voxel). ``metric="whitened"``
+    fits the residual metric on the stimulus blocks of ``train_runs`` (never the held-out runs).
     """
     blocks = [b for b in stimulus_blocks(label_ids, runs, rest_id) if b[0] in test_runs]
     clips, design, target = block_clips(X, label_ids, runs, blocks, clip_length, rest_id)
     categories = list(range(rest_id))
-    classifier = DiffusionClassifier(diffusion, categories, n_pairs, seed=seed, prune_after=prune_after, keep=keep).fit()
+    classifier = DiffusionClassifier(diffusion, categories, n_pairs, seed=seed, prune_after=prune_after, keep=keep,
+                                     metric=metric)
+    fit_blocks = []
+    if metric == "whitened":
+        fit_blocks = [b for b in stimulus_blocks(label_ids, runs, rest_id) if b[0] in train_runs]
+        classifier.fit(block_samples(*block_clips(X, label_ids, runs, fit_blocks, clip_length, rest_id)),
+                       np.array([b[3] for b in fit_blocks]))
+    else:
+        classifier.fit()
     found = classifier.pair_errors(clips, design, target, voxel_maps=voxel_maps)
     errors, maps = found if voxel_maps else (found, None)
     predicted = classifier.classes_[classifier.candidate_errors(errors).argmin(axis=1)]
@@ -181,6 +252,10 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
                    "null_accuracies": null[:n_permutations], "n_permutations": len(null), "unit": "stimulus block",
                    "n_pairs": n_pairs, "forwards_per_block": classifier.forwards_per_block(),
                    "pruning": {"prune_after": prune_after, "keep": keep} if classifier.pruning else None,
+                   "metric": metric,
+                   "metric_fit": ({"training_blocks": len(fit_blocks), "noise_draws": classifier.metric_draws,
+                                   "forwards": len(fit_blocks) * classifier.metric_draws * n_pairs}
+                                  if metric == "whitened" else None),
                    "train_runs": train_runs, "test_runs": test_runs,
                    "note": "no refit exists for a pretrained generative classifier; the null shuffles the held-out "
                            "block labels within runs against the fixed predictions"})

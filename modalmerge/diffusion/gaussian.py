@@ -228,6 +228,13 @@ class GaussianDiffusion(nn.Module):
     def denoising_error_map(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Squared error of the network's output against its target per voxel, 0 outside the mask:
         the shape of ``x0`` (:meth:`denoising_error` is its per-frame mean over the mask)."""
+        return self.denoising_residual(x0, labels, t, noise) ** 2
+
+    @torch.no_grad()
+    def denoising_residual(self, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The network's output minus its target per voxel, 0 outside the mask: the shape of ``x0``
+        (its square is :meth:`denoising_error_map`; its covariance is what a metric between
+        candidates can whiten)."""
         x_t = self.scheduler.add_noise(x0, noise, t)
         prediction = self.network(x_t, t, labels)
-        return (prediction - self.scheduler.target(x0, noise, t)) ** 2 * self.mask
+        return (prediction - self.scheduler.target(x0, noise, t)) * self.mask
