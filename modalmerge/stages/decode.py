@@ -118,7 +118,8 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
                 found = diffusion_classifier_decoding(
                     diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
                     config["diffusion_pairs"], n_perm, seed, voxel_maps=evidence is not None,
-                    prune_after=config["diffusion_prune_after"], keep=config["diffusion_keep"])
+                    prune_after=config["diffusion_prune_after"], keep=config["diffusion_keep"],
+                    metric=config["diffusion_metric"])
             if evidence is None:  # the per-voxel bookkeeping only when someone keeps the maps
                 return {**found, "inference_precision": precision}
             result, (maps, truth) = found
