@@ -15,7 +15,8 @@ from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_avera
                                  heldout_split_decoding, leave_one_run_out, linear_svm)
 from ..analysis.attention import SELECTIVITY_NOTE, attention_selectivity, classifier_evidence_maps
 from ..analysis.learning_curve import GeneratorSynthesiser, run_subsets, scarce_data_curve
-from ..analysis.diffusion_decoding import diffusion_classifier_decoding, encoder_probe_decoding
+from ..analysis.diffusion_decoding import diffusion_classifier_decoding
+from ..analysis.encoder_probe import encoder_probe_decoding
 from ..atomic import atomic_file
 from ..data.dataset import PreparedData
 from ..errors import ModalMergeInputError
