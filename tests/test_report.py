@@ -34,6 +34,12 @@ def test_report_embeds_every_image_and_has_every_section(workflow_dir):
         assert f'id="{section}"' in page, section
     assert "http://" not in page and "https://" not in page  # nothing to fetch: readable offline
     assert "Not run" not in page
+    # the diffusion classifier says how it decided: the default compares candidates by the whitened residual,
+    # fitted on the training runs' blocks (the tiny config's 2 pairs, one forward per block and pair)
+    classifier = read(workflow_dir, "decode", "sub001", "decoding.json")["decoders"]["diffusion_classifier"]
+    assert classifier["metric"] == "whitened"
+    assert classifier["metric_fit"]["forwards"] == classifier["metric_fit"]["training_blocks"] * 2 > 0
+    assert "residual&#x27;s Mahalanobis norm" in page or "residual's Mahalanobis norm" in page
 
 
 def read(workflow_dir, *parts) -> dict:

@@ -14,8 +14,8 @@ import numpy as np
 from ..atomic import atomic_file
 from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img, load_json,
                           not_run, png_file_to_base64, table, training_figure)
-from .report_parts import (learning_curve_parts, same_size_note, selectivity_table, temporal_lag_parts,
-                           untrained_parts)
+from .report_parts import (classifier_settings_parts, learning_curve_parts, same_size_note, selectivity_table,
+                           temporal_lag_parts, untrained_parts)
 from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
@@ -178,6 +178,7 @@ def decoding_section(decoding, figure_decoding, figure_confusion) -> list[str]:
                 for name, d in decoding["decoders"].items()]
         parts.append(table(rows, ["decoder", "held-out accuracy", "± over runs", "balanced", "chance", "p", "permutations",
                                   "leave-one-run-out", "runtime (s)"]))
+        parts.extend(classifier_settings_parts(decoding["decoders"]))
         parts.append(img(png_file_to_base64(figure_decoding), "Held-out accuracy per decoder with chance and the "
                          "95th percentile of each permutation null.", "decoding accuracy"))
         parts.append(img(png_file_to_base64(figure_confusion), "Row-normalised confusion matrices.", "confusion matrices"))

@@ -1,6 +1,6 @@
 """Parts of the report's sections that read one result each (text, tables, their small figures): the
-selectivity tests, the learning curve, temporal attention by lag, the same-size real reference, and
-what training adds to the diffusion detector."""
+selectivity tests, the learning curve, temporal attention by lag, the same-size real reference,
+what training adds to the diffusion detector, and how the diffusion classifier decided."""
 
 from __future__ import annotations
 
@@ -116,3 +116,23 @@ def untrained_parts(detectors: dict) -> list[str]:
     return [f"<p><b>What training adds.</b> {html.escape(control['note'])} Pooled: diffusion {trained['auroc']:.3f}, "
             f"untrained_diffusion {control['auroc']:.3f} (difference {difference:+.3f}). {verdict}; the trained model is "
             f"ahead on {', '.join(better) if better else 'no type'}.</p>"]
+
+
+def classifier_settings_parts(decoders: dict) -> list[str]:
+    """One paragraph: the diffusion classifier's pairs, pruning and metric, as ``decoding.json`` records them."""
+    found = decoders.get("diffusion_classifier")
+    if not found:
+        return []
+    pruning = found.get("pruning")
+    text = (f"Diffusion classifier: {found.get('n_pairs')} shared (timestep, noise) pairs per candidate, "
+            + (f"every category on {pruning['prune_after']} pairs, then the best {pruning['keep']} on all; "
+               if pruning else "every category on every pair; ")
+            + f"{found.get('forwards_per_block')} forward passes per {found.get('unit', 'block')}. ")
+    fit = found.get("metric_fit")
+    if found.get("metric") == "whitened" and fit:
+        text += (f"Candidates are compared by the residual's Mahalanobis norm under the residual covariance of "
+                 f"{fit['training_blocks']} training-run blocks at each pair's timestep ({fit['forwards']} forward passes "
+                 "to fit), not by the plain squared residual, which ignores the voxels' correlated noise.")
+    else:
+        text += "Candidates are compared by the plain squared residual (the diffusion loss)."
+    return [f"<p>{html.escape(text)}</p>"]
