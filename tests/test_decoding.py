@@ -269,7 +269,8 @@ def test_decode_with_decode_classicals_file_writes_what_decode_alone_writes(tmp_
 
     classical = tmp_path / "classical_decoders.json"
     first = decode_classical_stage(prepared_slice["volumes"], config, classical)
-    assert set(first) == {"linear_svm", "logistic_regression", "linear_svm_block_averaged"}
+    assert set(first) == {"linear_svm", "logistic_regression", "shrinkage_lda", "linear_svm_block_averaged",
+                          "shrinkage_lda_block_averaged"}
     decode_stage(prepared_slice["volumes"], None, None, config, outputs("split"), classical_path=classical)
     decode_stage(prepared_slice["volumes"], None, None, config, outputs("alone"))
 

@@ -75,7 +75,8 @@ def test_workflow_writes_the_prepared_data(workflow_dir):
         assert key in fidelity, key
     assert fidelity["protocol"]["test_runs"] == [10, 11, 12]
     decoding = json.loads((workflow_dir / "results/decode/sub001/decoding.json").read_text())["decoders"]
-    assert {"linear_svm", "logistic_regression", "linear_svm_block_averaged", "nilearn_decoder",
+    assert {"linear_svm", "logistic_regression", "linear_svm_block_averaged", "nilearn_decoder", "shrinkage_lda",
+            "shrinkage_lda_block_averaged",
             "diffusion_classifier", "diffusion_encoder_features", "diffusion_augmented_svm"} <= set(decoding)
     for name, entry in decoding.items():
         for key in ("accuracy", "balanced_accuracy", "chance", "p_value", "fold_scores"):

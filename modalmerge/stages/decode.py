@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_average, classical_decoders,
-                                 heldout_split_decoding, leave_one_run_out, linear_svm)
+                                 heldout_split_decoding, leave_one_run_out, linear_svm, shrinkage_lda)
 from ..analysis.attention import SELECTIVITY_NOTE, attention_selectivity, classifier_evidence_maps
 from ..analysis.learning_curve import GeneratorSynthesiser, run_subsets, scarce_data_curve
 from ..analysis.diffusion_decoding import diffusion_classifier_decoding
@@ -47,9 +47,12 @@ def decode_subject(volumes_path, checkpoint_path, synthetic_path, config: dict, 
                            precision)
 
 
+BLOCK_DECODERS = {"linear_svm_block_averaged": linear_svm, "shrinkage_lda_block_averaged": shrinkage_lda}
+
+
 def classical_decoding(data: PreparedData, config: dict, threads: int = 1) -> tuple[dict, dict]:
-    """The classical decoders (per-volume and block-averaged linear SVM, logistic regression, nilearn's
-    Decoder) on the held-out runs and leave-one-run-out: ``(results_by_decoder, timings)``. They need
+    """The classical decoders (per-volume and block-averaged linear SVM and shrinkage LDA, logistic
+    regression, nilearn's Decoder) on the held-out runs and leave-one-run-out: ``(results_by_decoder, timings)``. They need
     the prepared data only, so the workflow runs them beside the training (rule ``decode_classical``)."""
     X, y, runs, _ = category_volumes(data)
     train_runs, test_runs, categories = data.train_runs, data.test_runs, data.categories
@@ -61,8 +64,9 @@ def classical_decoding(data: PreparedData, config: dict, threads: int = 1) -> tu
         run(name, lambda e=estimator: {**heldout_split_decoding(e, X, y, runs, train_runs, test_runs, categories, n_perm, seed, jobs),
                                        "leave_one_run_out": leave_one_run_out(e, X, y, runs, categories, jobs)})
     Xb, yb, rb = block_average(X, y, runs)
-    run("linear_svm_block_averaged", lambda: {**heldout_split_decoding(linear_svm(), Xb, yb, rb, train_runs, test_runs, categories, n_perm, seed, jobs),
-                                              "leave_one_run_out": leave_one_run_out(linear_svm(), Xb, yb, rb, categories, jobs)})
+    for name, make in BLOCK_DECODERS.items():
+        run(name, lambda make=make: {**heldout_split_decoding(make(), Xb, yb, rb, train_runs, test_runs, categories, n_perm, seed, jobs),
+                                     "leave_one_run_out": leave_one_run_out(make(), Xb, yb, rb, categories, jobs)})
     if config["nilearn_decoder"]:
         import nibabel as nib
         mask_img = nib.Nifti1Image(data.mask.astype(np.uint8), data.affine)
@@ -242,7 +246,7 @@ def read_classical(path, config: dict) -> tuple[tuple[dict, dict], dict | None]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModalMergeInputError(f"{path} is not an output of the decode_classical rule ({err}); delete it and "
                                    f"rerun the workflow (snakemake --forcerun decode_classical).") from None
-    expected = {*classical_decoders(), "linear_svm_block_averaged", *(["nilearn_decoder"] if config["nilearn_decoder"] else [])}
+    expected = {*classical_decoders(), *BLOCK_DECODERS, *(["nilearn_decoder"] if config["nilearn_decoder"] else [])}
     missing = sorted(expected - set(results))
     if missing or (curve is None) == bool(config["learning_curve"]):
         what = f"lacks the decoders {missing}" if missing else "does not match decode.learning_curve"
