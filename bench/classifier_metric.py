@@ -51,7 +51,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from modalmerge.analysis.decoding import block_average, linear_svm  # noqa: E402
+from modalmerge.analysis.decoding import block_average, linear_svm, shrinkage_lda  # noqa: E402
 from modalmerge.analysis.diffusion_decoding import DiffusionClassifier, block_samples  # noqa: E402
 from modalmerge.data.clips import block_clips, stimulus_blocks  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
@@ -86,6 +86,7 @@ def classical(data: PreparedData, train_runs, test_runs) -> dict:
     out = {"block_svm": float(np.mean(linear_svm().fit(Xb, yb).predict(Xt) == yt))}
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(X[train], data.label_ids[train])
     out["shrinkage_lda"] = float(np.mean(lda.predict(Xt) == yt))
+    out["shrinkage_lda_block_averaged"] = float(np.mean(shrinkage_lda().fit(Xb, yb).predict(Xt) == yt))
     classes = np.unique(data.label_ids[train])
     means = np.stack([X[train & (data.label_ids == c)].mean(0) for c in classes])
     residual = X[train] - means[np.searchsorted(classes, data.label_ids[train])]
@@ -102,7 +103,8 @@ def classical_loro(data: PreparedData, runs=tuple(range(1, 10))) -> dict:
     if set(runs) & {10, 11, 12}:
         raise SystemExit("leave-one-run-out here runs over the training runs 1-9 only.")
     folds = {run: classical(data, [r for r in runs if r != run], [run]) for run in runs}
-    names = ("block_svm", "shrinkage_lda", "nearest_mean_euclidean", "nearest_mean_mahalanobis")
+    names = ("block_svm", "shrinkage_lda", "shrinkage_lda_block_averaged", "nearest_mean_euclidean",
+             "nearest_mean_mahalanobis")
     summary = {name: describe([folds[run][name] for run in runs]) for name in names}
     for name in names:
         print(f"{name}: {mean_sd(summary[name])}")
