@@ -61,6 +61,23 @@ Experiment ``temporal_model``: the inpainting variants and their untrained twins
 temporal layers at every level (``bench/ablation_temporal_detector_cpu.yaml``, whose header states
 its rule, committed before it was trained); the decision printed is the ``temporal`` rule's.
 
+Experiment ``whitened`` (sixth session, 2026-11-28), written before any of these was run, after the
+diffusion classifier gained 12.5 points on this split by judging residuals in their own metric
+(bench/README section 27). Variants:
+- ``t200 s2 d2 whitened``: the workflow's reconstruction residual vectors (same draws), ZCA-whitened
+  per frame by the Ledoit-Wolf covariance of the calibration clips' residuals before they are
+  squared; then averaged over draws, standardised voxelwise on the calibration clips, smoothed,
+  largest voxel, like the workflow's (no extra forward pass);
+- ``t200 s2 d2 untrained`` and ``t200 s2 d2 whitened untrained``: both on the untrained model;
+- reported, never adopted: ``whitened z max`` / ``whitened z smoothed``, classical detectors that
+  whiten each volume's deviation from the training mean with the Ledoit-Wolf covariance of the
+  training volumes (|value|, largest voxel, without and with the smoothing of ``zscore_smoothed``),
+  so that any gain of the whitened diffusion detector is read against whitening alone.
+The decision is the ``temporal`` rule: paired by model seed, pooled AUROC minus the workflow's mean >
+sd, blob voxel AUPRC minus the workflow's mean >= -sd, and pooled AUROC minus its own untrained twin's
+mean > sd. Run once per noise-draw seed (``--draw-seed 0 1 2``) on the development models of seeds
+3-6; the rule is read on the mean over draws (``bench/detector_draws_summary.py``).
+
 The test runs 10-12 are never touched here.
 """
 
@@ -76,6 +93,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from sklearn.covariance import LedoitWolf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
@@ -120,7 +138,69 @@ EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over
         "inpaint t200 s2 untrained": ((200,), 2, 1, "inpaint untrained"),
         "inpaint t400 s2 untrained": ((400,), 2, 1, "inpaint untrained"),
     },
+    "whitened": {
+        "t200 s2 d2": ((200,), 2, 2, "residual"),
+        "t200 s2 d2 whitened": ((200,), 2, 2, "whitened"),
+        "t200 s2 d2 untrained": ((200,), 2, 2, "residual untrained"),
+        "t200 s2 d2 whitened untrained": ((200,), 2, 2, "whitened untrained"),
+        "whitened z max": ((), 0, 0, "classical whitened 0"),
+        "whitened z smoothed": ((), 0, 0, "classical whitened 1"),
+    },
 }
+
+
+def zca(vectors: np.ndarray) -> np.ndarray:
+    """The symmetric inverse square root of the Ledoit-Wolf covariance of ``vectors`` (n, V)."""
+    values, basis = np.linalg.eigh(LedoitWolf().fit(vectors).covariance_)
+    return ((basis * values ** -0.5) @ basis.T).astype(np.float32)
+
+
+class WhitenedDetector(DiffusionDetector):
+    """The workflow's reconstruction detector with each frame's residual vector ZCA-whitened by the
+    Ledoit-Wolf covariance of the calibration clips' residuals before it is squared."""
+
+    def _vectors(self, clips, design):
+        """Per draw, the masked residual vectors ``(draws, n, T, V)`` (the parent's noise draws)."""
+        generator = torch.Generator().manual_seed(self.seed)
+        inside = self.diffusion.mask.bool()
+        out = np.zeros((self.n_draws, *clips.shape[:2], int(inside.sum())), np.float32)
+        for d in range(self.n_draws):
+            for rows, x0, labels, noise in self.batches(clips, design, generator):
+                x = self.diffusion.reconstruct(x0, labels, self.t_start, self.steps, noise)
+                out[d, rows] = (x - x0)[:, :, inside].float().cpu().numpy()
+        return out
+
+    def residuals(self, clips, design=None):
+        vectors = self._vectors(clips, design) @ self.whitener_
+        out = np.zeros(clips.shape, np.float32)
+        out[:, :, self.diffusion.mask.bool().cpu().numpy()] = (vectors ** 2).mean(axis=0)
+        return out
+
+    def _fit(self, clips, design):
+        self.whitener_ = zca(self._vectors(clips, design).reshape(-1, int(self.diffusion.mask.sum())))
+        super()._fit(clips, design)
+
+
+class WhitenedZDetector(ClipDetector):
+    """Classical: |deviation from the training mean|, ZCA-whitened by the Ledoit-Wolf covariance of the
+    training volumes, optionally smoothed; the clip's largest voxel."""
+
+    def __init__(self, mask=None, smoothing: float = 0.0):
+        super().__init__(mask)
+        self.smoothing = smoothing
+
+    def _fit(self, clips, design):
+        volumes = clips.reshape(-1, *clips.shape[2:])[:, self.mask_]
+        self.mean_ = volumes.mean(0)
+        self.whitener_ = zca(volumes - self.mean_)
+
+    def _maps(self, clips, design):
+        maps = np.zeros(clips.shape, np.float32)
+        maps[:, :, self.mask_] = np.abs((clips[:, :, self.mask_] - self.mean_) @ self.whitener_)
+        return smooth(maps, self.mask_, self.smoothing) if self.smoothing else maps
+
+    def _clip_scores(self, clips, maps):
+        return frame_max(maps, self.mask_)
 
 
 class InpaintingDetector(DiffusionDetector):
@@ -217,7 +297,12 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
     for name, (levels, steps, draws, average) in variants.items():
         model = control if average.endswith(" untrained") else diffusion
         kind = average.removesuffix(" untrained")
-        if kind == "inpaint":
+        if kind.startswith("classical whitened"):
+            detectors[name] = (WhitenedZDetector(data.mask, float(kind.split()[-1])), None, 0)
+            continue
+        if kind == "whitened":
+            detector = WhitenedDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
+        elif kind == "inpaint":
             detector = InpaintingDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
         elif kind == "error":
             detector = MultiLevelDetector(data.mask, model, levels, 1, 1, seed=cfg["seed"], part=ErrorMapDetector)
@@ -276,8 +361,9 @@ def main() -> None:
         decision = {"speed_choice": min(speed, key=lambda n: summary[n]["forwards_per_clip"], default=None),
                     "multi_level_adopted": bool(multi["auroc"]["difference_mean"] > multi["auroc"]["difference_sd"]
                                                 and all(multi["by_type"][k]["difference_mean"] >= -0.05 for k in types))}
-    elif args.experiment in ("temporal", "temporal_model"):
-        new = [n for n in variants if n != "t200 s2 d2" and not n.endswith(" untrained")]
+    elif args.experiment in ("temporal", "temporal_model", "whitened"):
+        new = [n for n in variants if n != "t200 s2 d2" and not n.endswith(" untrained")
+               and not variants[n][3].startswith("classical")]
         better = lambda s, key: s[key]["difference_mean"] > s[key]["difference_sd"]  # noqa: E731
         controls = {n: paired(runs, n, "auroc", reference=n + " untrained") for n in new}
         passing = [n for n in new if better(summary[n], "auroc") and ok(summary[n], "blob_voxel_auprc")
