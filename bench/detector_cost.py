@@ -78,6 +78,14 @@ sd, blob voxel AUPRC minus the workflow's mean >= -sd, and pooled AUROC minus it
 mean > sd. Run once per noise-draw seed (``--draw-seed 0 1 2``) on the development models of seeds
 3-6; the rule is read on the mean over draws (``bench/detector_draws_summary.py``).
 
+Experiment ``ridge`` (same session, after ``whitened`` had shown its untrained twin at 0.726): is the
+noise of that untrained procedure needed, or is it a ridge-whitened z-score? Deterministic classical
+variants, written before they were run and reported only (nothing is adopted from them this session):
+``ridge-whitened z, lambda L`` for L = 0, 1.91 (= abar / (1 - abar) at t = 200, the ridge the untrained
+procedure's residual covariance carries) and 4: each volume's deviation from the training mean,
+whitened by (Ledoit-Wolf covariance of the training volumes + L I)^(-1/2), squared, standardised
+voxelwise on the training clips, smoothed (sigma 1), largest voxel; beside the workflow's detector.
+
 The test runs 10-12 are never touched here.
 """
 
@@ -146,7 +154,43 @@ EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over
         "whitened z max": ((), 0, 0, "classical whitened 0"),
         "whitened z smoothed": ((), 0, 0, "classical whitened 1"),
     },
+    "ridge": {
+        "t200 s2 d2": ((200,), 2, 2, "residual"),
+        "ridge-whitened z, lambda 0": ((), 0, 0, "classical ridge 0"),
+        "ridge-whitened z, lambda 1.91": ((), 0, 0, "classical ridge 1.91"),
+        "ridge-whitened z, lambda 4": ((), 0, 0, "classical ridge 4"),
+    },
 }
+
+
+class RidgeWhitenedDetector(ClipDetector):
+    """Classical: the deviation from the training mean whitened by (Ledoit-Wolf covariance + ``ridge`` I)^(-1/2),
+    squared, standardised voxelwise on the training clips, smoothed; the clip's largest voxel."""
+
+    def __init__(self, mask=None, ridge: float = 0.0, smoothing: float = 1.0):
+        super().__init__(mask)
+        self.ridge, self.smoothing = ridge, smoothing
+
+    def _squared(self, clips):
+        out = np.zeros(clips.shape, np.float32)
+        out[:, :, self.mask_] = ((clips[:, :, self.mask_] - self.mean_) @ self.whitener_) ** 2
+        return out
+
+    def _fit(self, clips, design):
+        volumes = clips.reshape(-1, *clips.shape[2:])[:, self.mask_]
+        self.mean_ = volumes.mean(0)
+        values, basis = np.linalg.eigh(LedoitWolf().fit(volumes - self.mean_).covariance_)
+        self.whitener_ = ((basis * (values + self.ridge) ** -0.5) @ basis.T).astype(np.float32)
+        squared = self._squared(clips)
+        self.s_mean_ = squared.mean(axis=(0, 1))
+        self.s_std_ = np.maximum(squared.std(axis=(0, 1)), 1e-6)
+
+    def _maps(self, clips, design):
+        standardised = (self._squared(clips) - self.s_mean_) / self.s_std_ * self.mask_
+        return smooth(standardised, self.mask_, self.smoothing)
+
+    def _clip_scores(self, clips, maps):
+        return frame_max(maps, self.mask_)
 
 
 def zca(vectors: np.ndarray) -> np.ndarray:
@@ -297,6 +341,9 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
     for name, (levels, steps, draws, average) in variants.items():
         model = control if average.endswith(" untrained") else diffusion
         kind = average.removesuffix(" untrained")
+        if kind.startswith("classical ridge"):
+            detectors[name] = (RidgeWhitenedDetector(data.mask, float(kind.split()[-1])), None, 0)
+            continue
         if kind.startswith("classical whitened"):
             detectors[name] = (WhitenedZDetector(data.mask, float(kind.split()[-1])), None, 0)
             continue
@@ -361,6 +408,8 @@ def main() -> None:
         decision = {"speed_choice": min(speed, key=lambda n: summary[n]["forwards_per_clip"], default=None),
                     "multi_level_adopted": bool(multi["auroc"]["difference_mean"] > multi["auroc"]["difference_sd"]
                                                 and all(multi["by_type"][k]["difference_mean"] >= -0.05 for k in types))}
+    elif args.experiment == "ridge":
+        decision = {"adopted": None, "note": "reported only"}
     elif args.experiment in ("temporal", "temporal_model", "whitened"):
         new = [n for n in variants if n != "t200 s2 d2" and not n.endswith(" untrained")
                and not variants[n][3].startswith("classical")]
