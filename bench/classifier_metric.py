@@ -48,7 +48,6 @@ import numpy as np
 import torch
 import yaml
 from sklearn.covariance import LedoitWolf
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
@@ -76,27 +75,31 @@ def true_rank(errors: np.ndarray, truth_index: np.ndarray, prune_after: int | No
     return np.array(ranks)
 
 
-def classical(data: PreparedData, train_runs, test_runs) -> dict:
-    """The classical decoders on run(s) ``test_runs``' stimulus blocks, fitted on ``train_runs``."""
+def classical_predictions(data: PreparedData, train_runs, test_runs) -> tuple[np.ndarray, dict]:
+    """The classical decoders' predictions for run(s) ``test_runs``' stimulus blocks (block averages),
+    fitted on ``train_runs``: ``(true categories, {decoder: predicted categories})``."""
     mask, rest = data.mask, data.rest_id
     X = data.X[:, mask]
     train = np.isin(data.runs, train_runs) & (data.label_ids != rest)
     test = np.isin(data.runs, test_runs) & (data.label_ids != rest)
     Xb, yb, _ = block_average(X[train], data.label_ids[train], data.runs[train])
     Xt, yt, _ = block_average(X[test], data.label_ids[test], data.runs[test])
-    out = {"block_svm": float(np.mean(linear_svm().fit(Xb, yb).predict(Xt) == yt))}
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(X[train], data.label_ids[train])
-    out["shrinkage_lda"] = float(np.mean(lda.predict(Xt) == yt))
-    out["shrinkage_lda_block_averaged"] = float(np.mean(shrinkage_lda().fit(Xb, yb).predict(Xt) == yt))
     classes = np.unique(data.label_ids[train])
     means = np.stack([X[train & (data.label_ids == c)].mean(0) for c in classes])
     residual = X[train] - means[np.searchsorted(classes, data.label_ids[train])]
     precision = LedoitWolf().fit(residual).precision_
     diff = Xt[:, None] - means[None]
-    out["nearest_mean_euclidean"] = float(np.mean(classes[(diff ** 2).sum(-1).argmin(1)] == yt))
-    out["nearest_mean_mahalanobis"] = float(np.mean(classes[np.einsum("bcv,vw,bcw->bc", diff, precision, diff).argmin(1)] == yt))
-    out["n_blocks"] = int(len(yt))
-    return out
+    return yt, {"block_svm": linear_svm().fit(Xb, yb).predict(Xt),
+                "shrinkage_lda": shrinkage_lda().fit(X[train], data.label_ids[train]).predict(Xt),
+                "shrinkage_lda_block_averaged": shrinkage_lda().fit(Xb, yb).predict(Xt),
+                "nearest_mean_euclidean": classes[(diff ** 2).sum(-1).argmin(1)],
+                "nearest_mean_mahalanobis": classes[np.einsum("bcv,vw,bcw->bc", diff, precision, diff).argmin(1)]}
+
+
+def classical(data: PreparedData, train_runs, test_runs) -> dict:
+    """The classical decoders' accuracies on run(s) ``test_runs``' stimulus blocks, fitted on ``train_runs``."""
+    truth, predicted = classical_predictions(data, train_runs, test_runs)
+    return {**{name: float(np.mean(p == truth)) for name, p in predicted.items()}, "n_blocks": int(len(truth))}
 
 
 def classical_loro(data: PreparedData, runs=tuple(range(1, 10))) -> dict:

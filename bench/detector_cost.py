@@ -179,8 +179,7 @@ class RidgeWhitenedDetector(ClipDetector):
     def _fit(self, clips, design):
         volumes = clips.reshape(-1, *clips.shape[2:])[:, self.mask_]
         self.mean_ = volumes.mean(0)
-        values, basis = np.linalg.eigh(LedoitWolf().fit(volumes - self.mean_).covariance_)
-        self.whitener_ = ((basis * (values + self.ridge) ** -0.5) @ basis.T).astype(np.float32)
+        self.whitener_ = zca(volumes - self.mean_, self.ridge)
         squared = self._squared(clips)
         self.s_mean_ = squared.mean(axis=(0, 1))
         self.s_std_ = np.maximum(squared.std(axis=(0, 1)), 1e-6)
@@ -193,10 +192,11 @@ class RidgeWhitenedDetector(ClipDetector):
         return frame_max(maps, self.mask_)
 
 
-def zca(vectors: np.ndarray) -> np.ndarray:
-    """The symmetric inverse square root of the Ledoit-Wolf covariance of ``vectors`` (n, V)."""
+def zca(vectors: np.ndarray, ridge: float = 0.0) -> np.ndarray:
+    """The symmetric inverse square root of the Ledoit-Wolf covariance of ``vectors`` (n, V), plus
+    ``ridge`` times the identity."""
     values, basis = np.linalg.eigh(LedoitWolf().fit(vectors).covariance_)
-    return ((basis * values ** -0.5) @ basis.T).astype(np.float32)
+    return ((basis * (values + ridge) ** -0.5) @ basis.T).astype(np.float32)
 
 
 class WhitenedDetector(DiffusionDetector):

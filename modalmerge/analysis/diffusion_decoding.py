@@ -227,14 +227,15 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
     passes: the maps are the errors the classifier compares, kept per voxel). ``metric="whitened"``
     fits the residual metric on the stimulus blocks of ``train_runs`` (never the held-out runs).
     """
-    blocks = [b for b in stimulus_blocks(label_ids, runs, rest_id) if b[0] in test_runs]
+    all_blocks = stimulus_blocks(label_ids, runs, rest_id)
+    blocks = [b for b in all_blocks if b[0] in test_runs]
     clips, design, target = block_clips(X, label_ids, runs, blocks, clip_length, rest_id)
     categories = list(range(rest_id))
     classifier = DiffusionClassifier(diffusion, categories, n_pairs, seed=seed, prune_after=prune_after, keep=keep,
                                      metric=metric)
     fit_blocks = []
     if metric == "whitened":
-        fit_blocks = [b for b in stimulus_blocks(label_ids, runs, rest_id) if b[0] in train_runs]
+        fit_blocks = [b for b in all_blocks if b[0] in train_runs]
         classifier.fit(block_samples(*block_clips(X, label_ids, runs, fit_blocks, clip_length, rest_id)),
                        np.array([b[3] for b in fit_blocks]))
     else:
