@@ -94,6 +94,10 @@ development split: lambda in 0, 0.5, 1, 2, 4, 8, 16; the largest pooled AUROC; o
 the model, so one development folder decides (the injected clips are the same in every folder); the
 comparison is against max-z (``zscore_max``), and no diffusion detector is run.
 
+Experiment ``ridge_grid_wide``, written after ``ridge_grid`` chose lambda 16, the largest of its grid
+(pooled AUROC rose with lambda throughout): the same rule on the grid extended by 32, 64, 128 and 256
+(as lambda grows the whitening fades into a plain squared z-score). Its choice is the default.
+
 The test runs 10-12 are never touched here.
 """
 
@@ -170,6 +174,8 @@ EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over
     },
     "ridge_grid": {f"ridge-whitened z, lambda {lam:g}": ((), 0, 0, f"classical ridge {lam:g}")
                    for lam in (0, 0.5, 1, 2, 4, 8, 16)},
+    "ridge_grid_wide": {f"ridge-whitened z, lambda {lam:g}": ((), 0, 0, f"classical ridge {lam:g}")
+                        for lam in (0, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)},
 }
 
 
@@ -385,7 +391,7 @@ def main() -> None:
                                                 and all(multi["by_type"][k]["difference_mean"] >= -0.05 for k in types))}
     elif args.experiment == "ridge":
         decision = {"adopted": None, "note": "reported only"}
-    elif args.experiment == "ridge_grid":
+    elif args.experiment in ("ridge_grid", "ridge_grid_wide"):
         best = max(s["auroc"]["mean"] for n, s in summary.items() if n in variants)
         close = [n for n in variants if summary[n]["auroc"]["mean"] >= best - 0.005]
         chosen = max(close, key=lambda n: summary[n]["blob_voxel_auprc"]["mean"])
