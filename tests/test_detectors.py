@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from modalmerge.analysis.anomaly_metrics import clip_metrics
 from modalmerge.analysis.detectors import (DVARSDetector, IsolationForestDetector, MahalanobisDetector, PCADetector,
-                                           ZScoreDetector)
+                                           RidgeWhitenedDetector, ZScoreDetector)
 from modalmerge.analysis.diffusion_detector import DiffusionDetector, untrained_control
 from modalmerge.config import validate_config
 from modalmerge.diffusion.checkpoints import build_diffusion
@@ -92,6 +92,7 @@ CASES = [
     ("mahalanobis", lambda m: MahalanobisDetector(m), "blob", 0.85, None),
     ("isolation_forest", lambda m: IsolationForestDetector(m, 0), "spike", 0.85, None),
     ("dvars_spike", lambda m: DVARSDetector(m), "spike", 0.85, None),
+    ("ridge_whitened_z", lambda m: RidgeWhitenedDetector(m, 16.0), "blob", 0.85, 0.8),
     ("diffusion_blob", diffusion_detector, "blob", 0.85, 0.8),
     ("diffusion_blob_mean_reconstruction", lambda m: diffusion_detector(m, average="reconstruction"), "blob", 0.85, 0.8),
 ]
@@ -115,6 +116,35 @@ def test_detector_is_at_chance_on_clean_clips_labelled_anomalous(planted, name, 
     detector = make(planted["mask"]).fit(planted["train"])
     clips = np.concatenate([planted["normal"], smooth_noise(np.random.default_rng(7), N_TEST)])
     assert abs(clip_metrics(detector.decision_function(clips), planted["labels"])["auroc"] - 0.5) < 0.2
+
+
+def with_shared_fluctuation(rng, n):
+    """Smooth noise plus a global offset per volume (sd 2): normal variation most of it shared by all voxels."""
+    return (smooth_noise(rng, n) + 2.0 * rng.normal(size=(n, T, 1, 1, 1))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_whitening_finds_a_blob_that_shared_fluctuations_hide(seed):
+    """A focal blob (peak 4) under a global fluctuation (sd 2) that a voxelwise z-score cannot tell from
+    it. Measured over seeds 0-5: ridge-whitened AUROC 0.91-0.97 at lambda 0.1-16; the smoothed z-score
+    0.50-0.66, and the same detector with the whitening ridged away (lambda 1e6) 0.52-0.68."""
+    rng = np.random.default_rng(100 + seed)
+    train, normal, blob = (with_shared_fluctuation(rng, n) for n in (N_TRAIN, N_TEST, N_TEST))
+    xx, yy = np.meshgrid(np.arange(GRID[0]), np.arange(GRID[1]), indexing="ij")
+    for i in range(N_TEST):
+        cx, cy = rng.integers(3, GRID[0] - 3), rng.integers(3, GRID[1] - 3)
+        blob[i, 1:3] += 4.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5 ** 2))[..., None]
+    data = {"normal": normal, "blob": blob, "labels": np.r_[np.zeros(N_TEST), np.ones(N_TEST)].astype(int)}
+    mask = np.ones(GRID, bool)
+    whitened = auroc(RidgeWhitenedDetector(mask, 16.0).fit(train), data, "blob")
+    assert whitened > 0.85
+    assert whitened > auroc(ZScoreDetector(mask, 1.0).fit(train), data, "blob") + 0.15
+    assert whitened > auroc(RidgeWhitenedDetector(mask, 1e6).fit(train), data, "blob") + 0.15
+
+
+def test_a_negative_ridge_is_refused(planted):
+    with pytest.raises(ValueError, match="ridge_whitened_lambda"):
+        RidgeWhitenedDetector(planted["mask"], -1.0).fit(planted["train"])
 
 
 def test_diffusion_maps_passed_in_give_the_same_scores(planted):

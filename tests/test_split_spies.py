@@ -75,7 +75,8 @@ def test_every_detector_is_calibrated_on_training_run_clips_only(tmp_path, prepa
 
     originals = anomaly_stage.classical_detectors
     monkeypatch.setattr(anomaly_stage, "classical_detectors",
-                        lambda mask, seed=0: {name: spy(type(d))(**d.get_params()) for name, d in originals(mask, seed).items()})
+                        lambda mask, seed=0, ridge=16.0: {name: spy(type(d))(**d.get_params())
+                                                          for name, d in originals(mask, seed, ridge).items()})
     monkeypatch.setattr(anomaly_stage, "DiffusionDetector", spy(anomaly_stage.DiffusionDetector))
     config = validate_config({"anomalies": {"strengths": {"blob": [3.0]}, "default_strengths": {"blob": 3.0},
                                             "diffusion": {"steps": 1, "n_draws": 1, "calibration_clips": 4}}})["anomalies"]
@@ -89,7 +90,7 @@ def test_every_detector_is_calibrated_on_training_run_clips_only(tmp_path, prepa
                                                   ("figure_examples", "c.png")]}
     anomaly_stage.score_subject(injected, prepared_slice["volumes"], tiny_model, config, out, precision="bfloat16")
     assert json.loads(out["json"].read_text())["detectors"]["diffusion"]["inference_precision"] == "bfloat16"
-    assert len(fitted) == 10  # eight classical detectors, the diffusion detector and its untrained control
+    assert len(fitted) == 11  # nine classical detectors, the diffusion detector and its untrained control
     for name, clips in fitted:
         assert index.splits_of(clips) == {"train"}, name
 

@@ -210,7 +210,7 @@ class RidgeWhitenedDetector(ClipDetector):
     development split (bench/README.md 28) it is the strongest classical detector pooled and on blobs.
     """
 
-    def __init__(self, mask=None, ridge: float = 2.0, smoothing: float = 1.0):
+    def __init__(self, mask=None, ridge: float = 16.0, smoothing: float = 1.0):
         super().__init__(mask)
         self.ridge, self.smoothing = ridge, smoothing
 
@@ -244,7 +244,7 @@ def zca(vectors: np.ndarray, ridge: float = 0.0) -> np.ndarray:
     return ((basis * (values + ridge) ** -0.5) @ basis.T).astype(np.float32)
 
 
-def classical_detectors(mask: np.ndarray, seed: int = 0, ridge: float = 2.0) -> dict:
+def classical_detectors(mask: np.ndarray, seed: int = 0, ridge: float = 16.0) -> dict:
     """The classical detectors the diffusion detector is compared with, by name (``ridge``: the
     ridge-whitened z-score's lambda, ``anomalies.ridge_whitened_lambda``)."""
     return {

@@ -116,7 +116,7 @@ def score_detectors(injected: dict, data: PreparedData, diffusion, config: dict,
     train_clips = inputs[0]
     defaults = config["default_strengths"]
     results, timings = {}, {}
-    for name, detector in classical_detectors(data.mask, config["seed"]).items():
+    for name, detector in classical_detectors(data.mask, config["seed"], config["ridge_whitened_lambda"]).items():
         started = time.perf_counter()
         detector.fit(train_clips)
         maps = detector.score_maps(injected["clips"])
