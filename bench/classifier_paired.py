@@ -4,7 +4,8 @@ block by block: exact McNemar tests (a measurement; nothing is chosen).
     python bench/classifier_metric.py FOLDER [FOLDER ...] --test-measurement --pair-seeds 0 --out MEASUREMENT.json
     python bench/classifier_paired.py MEASUREMENT.json --out bench/results/classifier_paired_test.json
 
-The decode stage does not store the diffusion classifier's per-block predictions;
+The decode stage of the sixth session did not store the diffusion classifier's per-block predictions
+(since the seventh it does, with the same test in ``decoding.json``'s ``paired_tests``);
 ``bench/classifier_metric.py --test-measurement`` records them for each workflow folder. Here the
 predictions of the workflow's metric at the workflow's pair seed (``decode.seed``) are checked against
 the decode stage's accuracy (``results/decode/sub001/decoding.json``) before any test is made; the
@@ -21,21 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy.stats import binomtest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from classifier_metric import classical_predictions  # noqa: E402
+from modalmerge.analysis.decoding import mcnemar_exact  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 
 CLASSICAL = {"linear_svm_block_averaged": "block_svm", "shrinkage_lda_block_averaged": "shrinkage_lda_block_averaged"}
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
-    """Exact two-sided McNemar test on paired correctness: the blocks only one of the two gets right."""
-    only_a, only_b = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"only_diffusion_right": only_a, "only_classical_right": only_b, "p_value": float(p)}
+    """The package's exact McNemar test (``mcnemar_exact``), under this script's key names."""
+    found = mcnemar_exact(correct_a, correct_b)
+    return {"only_diffusion_right": found["only_this_right"], "only_classical_right": found["only_other_right"],
+            "p_value": found["p_value"]}
 
 
 def paired(measured: dict) -> dict:

@@ -367,6 +367,25 @@ def test_decode_refuses_a_classical_file_that_is_not_decode_classicals(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+def test_decode_refuses_a_classical_file_without_held_out_predictions(tmp_path, prepared_slice):
+    """A decode_classical file of an older version (block decoders without their held-out predictions,
+    which the paired tests need) is refused with what to do, before any decoder runs."""
+    import json
+    from modalmerge.config import validate_config as defaults
+    from modalmerge.stages import decode as stage
+    config = defaults({})["decode"]
+    names = [*stage.classical_decoders(), *stage.BLOCK_DECODERS, "nilearn_decoder"]
+    classical = tmp_path / "classical_decoders.json"
+    classical.write_text(json.dumps({"decoders": {name: {"accuracy": 0.5} for name in names}, "timings_s": {},
+                                     "learning_curve": {}}))
+    out = {key: tmp_path / "out" / name for key, name in [("json", "d.json"), ("confusion", "c.npz"), ("table", "t.tsv"),
+                                                          ("figure", "a.png"), ("figure_confusion", "b.png")]}
+    with pytest.raises(ModalMergeInputError, match="lacks the held-out predictions of .*linear_svm_block_averaged.*"
+                                                   "forcerun decode_classical"):
+        stage.decode_stage(prepared_slice["volumes"], None, None, config, out, classical_path=classical)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_ancestor_watch_names_a_launcher_that_is_gone():
     """The trainer's watch: alive while its parent runs, names the parent once it has exited."""
     import subprocess

@@ -355,3 +355,37 @@ def test_the_whitened_metric_finds_categories_hidden_in_correlated_noise():
         DiffusionClassifier(diffusion, [0, 1, 2], metric="whitened").fit()
     with pytest.raises(ValueError, match="metric is 'cosine'"):
         DiffusionClassifier(diffusion, [0, 1, 2], metric="cosine").fit()
+
+
+def test_mcnemar_exact_counts_the_discordant_units_only():
+    """8 units only the first decoder gets right, none only the second: p = 2 x 0.5^8 (known answer);
+    units both get right or both get wrong do not count; the test is symmetric."""
+    from modalmerge.analysis.decoding import mcnemar_exact
+    a = np.array([True] * 8 + [True] * 5 + [False] * 3)
+    b = np.array([False] * 8 + [True] * 5 + [False] * 3)
+    found = mcnemar_exact(a, b)
+    assert found == {"only_this_right": 8, "only_other_right": 0, "p_value": pytest.approx(2 * 0.5 ** 8)}
+    assert mcnemar_exact(b, a)["p_value"] == pytest.approx(found["p_value"])
+    assert mcnemar_exact(a, a) == {"only_this_right": 0, "only_other_right": 0, "p_value": 1.0}
+
+
+def test_held_out_predictions_carry_the_accuracy_and_pair_up(prepared_slice):
+    """heldout_split_decoding keeps what it predicted for each held-out unit; paired_tests reads the
+    accuracy difference from them and refuses decoders scored on other units."""
+    from modalmerge.analysis.decoding import heldout_split_decoding, linear_svm, paired_tests, shrinkage_lda
+    from modalmerge.data.dataset import PreparedData
+    data = PreparedData.load(prepared_slice["volumes"])
+    keep = data.label_ids != data.rest_id
+    X, y, runs = data.X[:, data.mask][keep], data.label_ids[keep], data.runs[keep]
+    args = (X, y, runs, data.train_runs, data.test_runs, data.categories, 2, 0)
+    svm, lda = heldout_split_decoding(linear_svm(), *args), heldout_split_decoding(shrinkage_lda(), *args)
+    for found in (svm, lda):
+        assert np.mean(np.equal(found["held_out_predictions"], found["held_out_truth"])) == found["accuracy"]
+        assert set(found["held_out_runs"]) == set(data.test_runs)
+    tests = paired_tests(svm, {"lda": lda})["lda"]
+    assert tests["accuracy_difference"] == pytest.approx(svm["accuracy"] - lda["accuracy"])
+    assert tests["n_units"] == len(svm["held_out_truth"])
+    assert 0 < tests["p_value"] <= 1
+    shifted = {**lda, "held_out_truth": lda["held_out_truth"][1:] + lda["held_out_truth"][:1]}
+    with pytest.raises(RuntimeError, match="other held-out units"):
+        paired_tests(svm, {"lda": shifted})

@@ -40,6 +40,13 @@ def test_report_embeds_every_image_and_has_every_section(workflow_dir):
     assert classifier["metric"] == "whitened"
     assert classifier["metric_fit"]["forwards"] == classifier["metric_fit"]["training_blocks"] * 2 > 0
     assert "residual&#x27;s Mahalanobis norm" in page or "residual's Mahalanobis norm" in page
+    # and how it compares with the block-level classical decoders, block by block
+    decoders = read(workflow_dir, "decode", "sub001", "decoding.json")["decoders"]
+    for name in ("linear_svm_block_averaged", "shrinkage_lda_block_averaged"):
+        test = classifier["paired_tests"][name]
+        assert test["accuracy_difference"] == pytest.approx(classifier["accuracy"] - decoders[name]["accuracy"])
+        assert test["n_units"] == len(classifier["held_out_truth"]) > 0
+    assert "McNemar" in page
 
 
 def read(workflow_dir, *parts) -> dict:

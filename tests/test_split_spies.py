@@ -110,6 +110,7 @@ def test_the_diffusion_classifier_scores_held_out_blocks_only(prepared_slice, in
     monkeypatch.setattr(decode_stage, "classical_decoders", lambda: {})
     monkeypatch.setattr(decode_stage, "heldout_split_decoding", lambda *a, **k: {"accuracy": 0.0})
     monkeypatch.setattr(decode_stage, "leave_one_run_out", lambda *a, **k: {})
+    monkeypatch.setattr(decode_stage, "paired_tests", lambda *a, **k: {})  # the classical decoders are stubbed out
     results, _ = decode_stage.decode_subject(prepared_slice["volumes"], tiny_model, None, config, precision="bfloat16")
     assert results["diffusion_classifier"]["inference_precision"] == "bfloat16"
     assert len(scored) == 1 and len(scored[0]) == 24  # 8 category blocks in each of the 3 held-out runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.stats import binomtest
 from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
@@ -187,7 +188,9 @@ def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categor
     if set(runs[train]) & set(runs[test]):
         raise RuntimeError("a held-out run is in the training set")  # never expected: guards the split
     model = clone(estimator).fit(X[train], y[train])
-    result = score(y[test], model.predict(X[test]), categories, runs[test])
+    predicted = model.predict(X[test])
+    result = score(y[test], predicted, categories, runs[test])
+    result.update(held_out_predictions(predicted, y[test], runs[test]))
     result.update(getattr(model, "fit_notes_", {}))  # what the fitted estimator reports of itself
     null = refit_null(estimator, X[train], y[train], runs[train], X[test], y[test], n_permutations,
                       np.random.default_rng(seed), n_jobs=n_jobs)
@@ -197,6 +200,37 @@ def heldout_split_decoding(estimator, X, y, runs, train_runs, test_runs, categor
     result["n_permutations"] = n_permutations
     result["train_runs"], result["test_runs"] = [int(r) for r in train_runs], [int(r) for r in test_runs]
     return result
+
+
+def held_out_predictions(predicted, truth, runs) -> dict:
+    """What a decoder said about each held-out unit (volume or block), in order, for paired tests."""
+    return {"held_out_predictions": [int(v) for v in predicted], "held_out_truth": [int(v) for v in truth],
+            "held_out_runs": [int(v) for v in runs]}
+
+
+def mcnemar_exact(correct: np.ndarray, correct_other: np.ndarray) -> dict:
+    """Exact two-sided McNemar test on paired correctness: of the units only one of two decoders gets
+    right, is the split further from even than chance allows?"""
+    correct, correct_other = np.asarray(correct, bool), np.asarray(correct_other, bool)
+    only, only_other = int(np.sum(correct & ~correct_other)), int(np.sum(~correct & correct_other))
+    p = binomtest(only, only + only_other, 0.5).pvalue if only + only_other else 1.0
+    return {"only_this_right": only, "only_other_right": only_other, "p_value": float(p)}
+
+
+def paired_tests(result: dict, others: dict) -> dict:
+    """``result`` against each of ``others`` (decoders scored on the same held-out units, by name): the
+    accuracy difference and the exact McNemar test. Units in another order or with other labels are
+    a bug (the decoders did not see the same held-out data), not something to test around."""
+    truth = (result["held_out_runs"], result["held_out_truth"])
+    correct = np.equal(result["held_out_predictions"], result["held_out_truth"])
+    out = {}
+    for name, other in others.items():
+        if (other["held_out_runs"], other["held_out_truth"]) != truth:
+            raise RuntimeError(f"{name} was scored on other held-out units than the decoder it is paired with")
+        correct_other = np.equal(other["held_out_predictions"], other["held_out_truth"])
+        out[name] = {"accuracy_difference": float(correct.mean() - correct_other.mean()),
+                     **mcnemar_exact(correct, correct_other), "n_units": len(correct)}
+    return out
 
 
 def leave_one_run_out(estimator, X, y, runs, categories, n_jobs: int = 1) -> dict:

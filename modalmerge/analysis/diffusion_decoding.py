@@ -11,7 +11,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.clips import block_clips, stimulus_blocks
-from .decoding import chance_level, fixed_predictions_null, permutation_p_value, score
+from .decoding import chance_level, fixed_predictions_null, held_out_predictions, permutation_p_value, score
 
 
 class DiffusionClassifier(BaseEstimator, ClassifierMixin):
@@ -246,6 +246,7 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
     truth = np.array([b[3] for b in blocks])
     block_runs = np.array([b[0] for b in blocks])
     result = score(truth, predicted, categories, block_runs)
+    result.update(held_out_predictions(predicted, truth, block_runs))
     rng = np.random.default_rng(seed)
     null = fixed_predictions_null(predicted, truth, block_runs, max(n_permutations, 1000), rng)
     result.update(chance_level(truth, block_runs))

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ..analysis.decoding import (NilearnDecoder, augmentation_curve, block_average, classical_decoders,
-                                 heldout_split_decoding, leave_one_run_out, linear_svm, shrinkage_lda)
+                                 heldout_split_decoding, leave_one_run_out, linear_svm, paired_tests, shrinkage_lda)
 from ..analysis.attention import SELECTIVITY_NOTE, attention_selectivity, classifier_evidence_maps
 from ..analysis.learning_curve import GeneratorSynthesiser, run_subsets, scarce_data_curve
 from ..analysis.diffusion_decoding import diffusion_classifier_decoding
@@ -131,6 +131,9 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
             evidence.update(classifier_evidence(maps, truth, categories, X, y, runs, train_runs, data.mask, seed))
             return {**result, "inference_precision": precision}
         run("diffusion_classifier", classify)
+        # block by block against the block-level classical decoders (same held-out blocks, same order)
+        results["diffusion_classifier"]["paired_tests"] = paired_tests(
+            results["diffusion_classifier"], {name: results[name] for name in BLOCK_DECODERS})
         run("diffusion_encoder_features", lambda: encoder_probe_decoding(
             diffusion, data.X, data.runs, is_category, y, runs, train_runs, test_runs, categories, clip_length, n_perm, seed,
             jobs))
@@ -248,9 +251,12 @@ def read_classical(path, config: dict) -> tuple[tuple[dict, dict], dict | None]:
                                    f"rerun the workflow (snakemake --forcerun decode_classical).") from None
     expected = {*classical_decoders(), *BLOCK_DECODERS, *(["nilearn_decoder"] if config["nilearn_decoder"] else [])}
     missing = sorted(expected - set(results))
-    if missing or (curve is None) == bool(config["learning_curve"]):
-        what = f"lacks the decoders {missing}" if missing else "does not match decode.learning_curve"
-        raise ModalMergeInputError(f"{path} {what}: it was made with another configuration; rerun "
+    unpaired = sorted(name for name in BLOCK_DECODERS if name in results and "held_out_predictions" not in results[name])
+    if missing or unpaired or (curve is None) == bool(config["learning_curve"]):
+        what = (f"lacks the decoders {missing}" if missing else
+                f"lacks the held-out predictions of {unpaired} (an older version wrote it)" if unpaired else
+                "does not match decode.learning_curve")
+        raise ModalMergeInputError(f"{path} {what}: it was made with another configuration or version; rerun "
                                    f"snakemake --forcerun decode_classical.")
     return (results, timings), curve
 

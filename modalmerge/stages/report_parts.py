@@ -135,4 +135,11 @@ def classifier_settings_parts(decoders: dict) -> list[str]:
                  "to fit), not by the plain squared residual, which ignores the voxels' correlated noise.")
     else:
         text += "Candidates are compared by the plain squared residual (the diffusion loss)."
+    tests = found.get("paired_tests") or {}
+    if tests:
+        text += (" Block by block against the block-averaged classical decoders on the same held-out blocks (exact "
+                 "McNemar test): " + "; ".join(
+                     f"{name.replace('_', ' ')}: {100 * t['accuracy_difference']:+.1f} points, {t['only_this_right']} "
+                     f"blocks only the diffusion classifier got right and {t['only_other_right']} only the other, "
+                     f"p = {t['p_value']:.2g}" for name, t in tests.items()) + ".")
     return [f"<p>{html.escape(text)}</p>"]
