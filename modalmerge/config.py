@@ -80,6 +80,12 @@ def _check_across_keys(config: dict) -> None:
             f"config key 'decode.diffusion_prune_after': pruning after {decode['diffusion_prune_after']} pairs leaves none of "
             f"decode.diffusion_pairs ({decode.get('diffusion_pairs', 8)}) for the kept categories; use 1.."
             f"{decode.get('diffusion_pairs', 8) - 1}, or null for no pruning.")
+    low, high = decode.get("diffusion_t_range", (100, 600))
+    n_steps = config.get("diffusion", {}).get("n_train_steps", 1000)
+    if not low < high <= n_steps:
+        raise ModalMergeInputError(
+            f"config key 'decode.diffusion_t_range': [{low}, {high}] is not a range of timesteps of the model's "
+            f"diffusion.n_train_steps ({n_steps}); use [low, high] with 0 <= low < high <= {n_steps}.")
     test_runs = set(config.get("prep", {}).get("split", {}).get("test_runs") or [])
     if test_runs & set(train.get("validation_runs") or []):
         raise ModalMergeInputError(

@@ -252,6 +252,21 @@ def test_candidate_pruning_is_refused_where_it_would_leave_no_pairs():
     assert validate_config({"decode": {"diffusion_pairs": 16, "diffusion_prune_after": 4}})["decode"]["diffusion_keep"] == 2
 
 
+@pytest.mark.parametrize("t_range, n_steps", [([600, 100], 1000), ([300, 300], 1000), ([100, 1200], 1000),
+                                             ([600, 1000], 500)])
+def test_a_timestep_range_outside_the_model_is_refused(t_range, n_steps):
+    from modalmerge.config import validate_config
+    from modalmerge.errors import ModalMergeInputError
+    with pytest.raises(ModalMergeInputError, match="decode.diffusion_t_range.*0 <= low < high"):
+        validate_config({"decode": {"diffusion_t_range": t_range}, "diffusion": {"n_train_steps": n_steps}})
+
+
+def test_the_pairs_draw_their_timesteps_from_the_range():
+    diffusion, _, _ = template_problem()
+    t, _ = DiffusionClassifier(diffusion, CATEGORIES, n_pairs=64, t_range=(600, 1000)).fit().pairs((2, 4, 5, 1))
+    assert t.min() >= 600 and t.max() < 1000 and len(set(t.tolist())) > 30
+
+
 def test_decode_with_decode_classicals_file_writes_what_decode_alone_writes(tmp_path, prepared_slice):
     """The workflow runs the classical decoders beside the training (rule decode_classical) and decode
     reads them back: decoding.json is the same as when decode runs everything itself."""

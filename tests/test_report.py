@@ -38,6 +38,10 @@ def test_report_embeds_every_image_and_has_every_section(workflow_dir):
     # fitted on the training runs' blocks (the tiny config's 2 pairs, one forward per block and pair)
     classifier = read(workflow_dir, "decode", "sub001", "decoding.json")["decoders"]["diffusion_classifier"]
     assert classifier["metric"] == "whitened"
+    import yaml
+    from modalmerge.config import validate_config
+    used = validate_config(yaml.safe_load((workflow_dir / "config.yaml").read_text()))["decode"]["diffusion_t_range"]
+    assert classifier["t_range"] == used
     assert classifier["metric_fit"]["forwards"] == classifier["metric_fit"]["training_blocks"] * 2 > 0
     assert "residual&#x27;s Mahalanobis norm" in page or "residual's Mahalanobis norm" in page
     # and how it compares with the block-level classical decoders, block by block

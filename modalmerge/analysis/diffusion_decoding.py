@@ -218,7 +218,7 @@ def block_samples(clips: np.ndarray, design: np.ndarray, target: np.ndarray) -> 
 def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, train_runs, rest_id: int,
                                   clip_length: int, n_pairs: int, n_permutations: int, seed: int,
                                   voxel_maps: bool = False, prune_after: int | None = None, keep: int = 2,
-                                  metric: str = "euclidean"):
+                                  metric: str = "euclidean", t_range=(100, 600)):
     """The diffusion classifier on every stimulus block of the held-out runs, scored like the others.
 
     No refit exists for a pretrained generative classifier, so the null shuffles the held-out block
@@ -231,8 +231,8 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
     blocks = [b for b in all_blocks if b[0] in test_runs]
     clips, design, target = block_clips(X, label_ids, runs, blocks, clip_length, rest_id)
     categories = list(range(rest_id))
-    classifier = DiffusionClassifier(diffusion, categories, n_pairs, seed=seed, prune_after=prune_after, keep=keep,
-                                     metric=metric)
+    classifier = DiffusionClassifier(diffusion, categories, n_pairs, t_range=tuple(t_range), seed=seed,
+                                     prune_after=prune_after, keep=keep, metric=metric)
     fit_blocks = []
     if metric == "whitened":
         fit_blocks = [b for b in all_blocks if b[0] in train_runs]
@@ -254,7 +254,7 @@ def diffusion_classifier_decoding(diffusion, X, label_ids, runs, test_runs, trai
                    "null_accuracies": null[:n_permutations], "n_permutations": len(null), "unit": "stimulus block",
                    "n_pairs": n_pairs, "forwards_per_block": classifier.forwards_per_block(),
                    "pruning": {"prune_after": prune_after, "keep": keep} if classifier.pruning else None,
-                   "metric": metric,
+                   "metric": metric, "t_range": [int(v) for v in t_range],
                    "metric_fit": ({"training_blocks": len(fit_blocks), "noise_draws": classifier.metric_draws,
                                    "forwards": len(fit_blocks) * classifier.metric_draws * n_pairs}
                                   if metric == "whitened" else None),

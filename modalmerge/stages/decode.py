@@ -124,7 +124,7 @@ def decode_prepared(data: PreparedData, checkpoint_path, synthetic_path, config:
                     diffusion, data.X, data.label_ids, data.runs, test_runs, train_runs, data.rest_id, clip_length,
                     config["diffusion_pairs"], n_perm, seed, voxel_maps=evidence is not None,
                     prune_after=config["diffusion_prune_after"], keep=config["diffusion_keep"],
-                    metric=config["diffusion_metric"])
+                    metric=config["diffusion_metric"], t_range=config["diffusion_t_range"])
             if evidence is None:  # the per-voxel bookkeeping only when someone keeps the maps
                 return {**found, "inference_precision": precision}
             result, (maps, truth) = found

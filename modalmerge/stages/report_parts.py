@@ -127,7 +127,8 @@ def classifier_settings_parts(decoders: dict) -> list[str]:
     text = (f"Diffusion classifier: {found.get('n_pairs')} shared (timestep, noise) pairs per candidate, "
             + (f"every category on {pruning['prune_after']} pairs, then the best {pruning['keep']} on all; "
                if pruning else "every category on every pair; ")
-            + f"{found.get('forwards_per_block')} forward passes per {found.get('unit', 'block')}. ")
+            + f"{found.get('forwards_per_block')} forward passes per {found.get('unit', 'block')}"
+            + (f", timesteps drawn from {found['t_range'][0]} to {found['t_range'][1] - 1}. " if found.get("t_range") else ". "))
     fit = found.get("metric_fit")
     if found.get("metric") == "whitened" and fit:
         text += (f"Candidates are compared by the residual's Mahalanobis norm under the residual covariance of "
