@@ -70,10 +70,14 @@ def _check_across_keys(config: dict) -> None:
         raise ModalMergeInputError(
             f"config key 'sample.overlap': {sample['overlap']} frames carried over leaves nothing new in a clip of "
             f"model.clip_length {model['clip_length']}; use 0..{model['clip_length'] - 1}.")
-    if sample.get("variance") == "large" and sample.get("eta", 1.0) != 1:
+    if sample.get("variance") in ("large", "gaussian_posterior") and sample.get("eta", 1.0) != 1:
         raise ModalMergeInputError(
-            f"config key 'sample.variance': 'large' is ancestral sampling with variance beta (eta 1), but sample.eta is "
+            f"config key 'sample.variance': {sample['variance']!r} is ancestral sampling (eta 1), but sample.eta is "
             f"{sample['eta']}; set sample.eta: 1.0 or sample.variance: small.")
+    if sample.get("variance") == "gaussian_posterior" and sample.get("sampler", "ddim") != "ddim":
+        raise ModalMergeInputError(
+            "config key 'sample.variance': 'gaussian_posterior' is a DDIM option; set sample.sampler: ddim (with "
+            "sample.steps: 1000 it follows DDPM's chain).")
     decode = config.get("decode", {})
     if decode.get("diffusion_prune_after") is not None and decode["diffusion_prune_after"] >= decode.get("diffusion_pairs", 8):
         raise ModalMergeInputError(

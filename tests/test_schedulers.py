@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -185,3 +186,56 @@ def test_large_variance_with_all_steps_is_ddpm_with_beta_and_needs_eta_one():
         make_sampler("ddim", config, 50, eta=0.0, variance="large")
     with pytest.raises(ValueError, match="variance must be one of"):
         make_sampler("ddim", config, 50, variance="huge")
+
+
+def correlated_gaussian(seed: int = 0, n_voxels: int = 6):
+    """A data covariance with correlated voxels and variances 0.05-4: what fMRI's noise looks like to a sampler."""
+    rng = np.random.default_rng(seed)
+    rotation, _ = np.linalg.qr(rng.normal(size=(n_voxels, n_voxels)))
+    return (rotation * np.geomspace(0.05, 4, n_voxels)) @ rotation.T
+
+
+def run_correlated(sampler: DDIMScheduler, covariance: np.ndarray, n: int = 6000, seed: int = 0) -> np.ndarray:
+    """Samples of the exact denoiser of N(0, covariance) data, E[eps | x_t] = b (a^2 S + b^2 I)^-1 x_t,
+    shaped as clips of one frame on a (V, 1, 1) grid."""
+    generator = torch.Generator().manual_seed(seed)
+    S = torch.as_tensor(covariance, dtype=torch.float64)
+    x = torch.randn(n, 1, len(S), 1, 1, generator=generator, dtype=torch.float64)
+    for t in sampler.timesteps.tolist():
+        abar = sampler.alphas_cumprod[t].item()
+        system = abar * S + (1 - abar) * torch.eye(len(S), dtype=torch.float64)
+        eps = math.sqrt(1 - abar) * torch.linalg.solve(system, x.reshape(n, -1).T).T.reshape(x.shape)
+        x, _ = sampler.step(eps, t, x, generator)
+    return x.reshape(n, -1).numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_gaussian_posterior_variance_samples_correlated_gaussian_data_exactly(seed):
+    """sample.variance gaussian_posterior adds, at each of DDIM's 50 steps, the part of the exact reverse
+    step that plugging in the guess of x0 leaves out (c^2 times the posterior covariance of x0). With the
+    exact denoiser of correlated Gaussian data and that data's covariance, the samples have the data's
+    covariance (6000 draws; measured over covariance seeds 0-3: relative error of the matrix 0.014-0.023,
+    total variance 0.99-1.01 of the data's), where the default (small) keeps 0.86-0.87 of the total
+    variance (error 0.12-0.13) and the large variance 0.96-0.97 (error 0.05-0.06)."""
+    covariance = correlated_gaussian(seed)
+    config = {"n_train_steps": 1000, "schedule": "linear", "clip_sample": None}
+    posterior = make_sampler("ddim", config, 50, eta=1.0, variance="gaussian_posterior")
+    posterior.set_gaussian_prior(np.ones((len(covariance), 1, 1), bool), covariance)
+    found = np.cov(run_correlated(posterior, covariance).T)
+    assert np.linalg.norm(found - covariance) / np.linalg.norm(covariance) < 0.06
+    total = np.trace(covariance)
+    small = np.trace(np.cov(run_correlated(make_sampler("ddim", config, 50, eta=1.0), covariance).T))
+    large = np.trace(np.cov(run_correlated(make_sampler("ddim", config, 50, eta=1.0, variance="large"), covariance).T))
+    assert small < 0.92 * total and abs(large / total - 1) > 0.025 and abs(np.trace(found) / total - 1) < 0.02
+
+
+def test_the_gaussian_posterior_variance_needs_its_prior_and_eta_one():
+    config = {"n_train_steps": 1000, "schedule": "linear"}
+    sampler = make_sampler("ddim", config, 50, eta=1.0, variance="gaussian_posterior")
+    x = torch.zeros(2, 1, 3, 1, 1)
+    with pytest.raises(ValueError, match="set_gaussian_prior"):
+        sampler.step(x, 999, x)
+    with pytest.raises(ValueError, match="mask has 3 voxels"):
+        sampler.set_gaussian_prior(np.ones((3, 1, 1), bool), np.eye(4))
+    with pytest.raises(ValueError, match="eta 1"):
+        make_sampler("ddim", config, 50, eta=0.0, variance="gaussian_posterior")

@@ -240,6 +240,31 @@ def test_coherent_runs_follow_the_held_out_design_and_carry_the_overlap_over(tmp
     assert summary["overlap"] == 1 and summary["n_clips"] == 3 * 40  # windows of 4 moving by 3 over 121
 
 
+def test_the_gaussian_posterior_variance_takes_its_covariance_from_the_training_runs(tmp_path, tiny_model, prepared_slice):
+    """sample.variance gaussian_posterior: the stage fits the within-category covariance on the model's
+    training runs only, says so in the summary, and adds noise to what the default variance draws
+    (whether that noise is right is tests/test_schedulers.py's known-answer test)."""
+    config = dict(tiny_config()["sample"], clips_per_category=0)
+    small = sample_subject(tiny_model, prepared_slice["volumes"], config, sample_outputs(tmp_path / "small"), device="cpu")
+    summary = sample_subject(tiny_model, prepared_slice["volumes"], dict(config, variance="gaussian_posterior"),
+                             sample_outputs(tmp_path / "posterior"), device="cpu")
+    assert_runs_follow_the_held_out_design(sample_outputs(tmp_path / "posterior")["npz"], prepared_slice["volumes"])
+    data = PreparedData.load(prepared_slice["volumes"])
+    assert summary["gaussian_prior"]["runs"] == sorted(set(data.train_runs)) and not set(data.test_runs) & set(
+        summary["gaussian_prior"]["runs"])
+    assert summary["gaussian_prior"]["n_volumes"] == int(np.isin(data.runs, data.train_runs).sum())
+    assert small["gaussian_prior"] is None and summary["synthetic_std"] != small["synthetic_std"]
+
+
+def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():
+    from modalmerge.config import validate_config
+    from modalmerge.errors import ModalMergeInputError
+    with pytest.raises(ModalMergeInputError, match="sample.sampler: ddim"):
+        validate_config({"sample": {"variance": "gaussian_posterior", "sampler": "ddpm"}})
+    with pytest.raises(ModalMergeInputError, match="sample.eta: 1.0"):
+        validate_config({"sample": {"variance": "gaussian_posterior", "eta": 0.0}})
+
+
 def test_same_seed_gives_identical_samples(tmp_path, tiny_model, prepared_slice):
     config = dict(tiny_config()["sample"], runs_per_heldout_design=0, clips_per_category=1)
     first, second = sample_outputs(tmp_path / "a"), sample_outputs(tmp_path / "b")

@@ -157,3 +157,12 @@ def memorisation(A_syn: np.ndarray, A_test: np.ndarray, A_train: np.ndarray) -> 
     real = float(np.median(F.nearest_distance(A_test, A_train)))
     return {"median_nearest_training_distance_synthetic": synthetic,
             "median_nearest_training_distance_heldout_real": real, "memorisation_ratio": synthetic / real}
+
+
+def within_category_covariance(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf covariance ``(n_voxels, n_voxels)`` of volumes ``X`` around the mean of their label
+    (the categories and rest): the Gaussian part of the data that a label does not explain (what the
+    sampler's ``gaussian_posterior`` variance draws its missing noise from)."""
+    X = np.asarray(X, np.float64)
+    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
+    return LedoitWolf().fit(X - np.stack([means[c] for c in labels])).covariance_

@@ -129,7 +129,7 @@ class Scheduler:
         return torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
 
 
-VARIANCES = ("small", "large")
+VARIANCES = ("small", "large", "gaussian_posterior")
 
 
 def check_variance(variance: str) -> str:
@@ -157,7 +157,10 @@ class DDPMScheduler(Scheduler):
 
     def __init__(self, *args, variance: str = "small", **kwargs):
         super().__init__(*args, **kwargs)
-        self.variance = check_variance(variance)
+        if check_variance(variance) == "gaussian_posterior":
+            raise ValueError("variance 'gaussian_posterior' is a DDIM option (sampler ddim, eta 1; with all steps it is "
+                             "DDPM's chain).")
+        self.variance = variance
 
     def set_timesteps(self, n_steps: int | None = None) -> None:
         if n_steps not in (None, self.n_train_steps):
@@ -187,10 +190,12 @@ class DDIMScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         if eta < 0:
             raise ValueError(f"eta must be >= 0; got {eta}.")
-        if check_variance(variance) == "large" and eta != 1:
-            raise ValueError(f"variance 'large' is ancestral sampling (eta 1); got eta {eta}. Set eta to 1 or variance to 'small'.")
+        if check_variance(variance) in ("large", "gaussian_posterior") and eta != 1:
+            raise ValueError(f"variance {variance!r} is ancestral sampling (eta 1); got eta {eta}. Set eta to 1 or variance "
+                             "to 'small'.")
         self.eta = eta
         self.variance = variance
+        self.prior = None  # variance "gaussian_posterior": (mask, covariance eigenvalues, eigenvectors)
         self.set_timesteps(50 if self.n_train_steps >= 50 else self.n_train_steps)
 
     @classmethod
@@ -228,7 +233,36 @@ class DDIMScheduler(Scheduler):
         prev_sample = math.sqrt(abar_prev) * x0 + direction
         if sigma > 0:
             prev_sample = prev_sample + sigma * self._noise_like(sample, generator)
+        if self.variance == "gaussian_posterior":
+            prev_sample = prev_sample + self.x0_uncertainty(sample, abar_t, abar_prev, sigma, generator)
         return prev_sample, x0
+
+    def set_gaussian_prior(self, mask, covariance) -> None:
+        """Variance ``gaussian_posterior``: the spatial covariance ``(V, V)`` of the data around their
+        category means over the ``mask``'s V voxels (e.g. Ledoit-Wolf on the training runs)."""
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        covariance = torch.as_tensor(covariance, dtype=torch.float64)
+        if covariance.shape != (int(mask.sum()),) * 2:
+            raise ValueError(f"the covariance is {tuple(covariance.shape)} but the mask has {int(mask.sum())} voxels.")
+        values, basis = torch.linalg.eigh(covariance)
+        self.prior = (mask, values.clamp(min=0), basis)
+
+    def x0_uncertainty(self, sample, abar_t: float, abar_prev: float, sigma: float, generator):
+        """The noise a step leaves out when it plugs in the network's guess of x0: the step's mean is
+        linear in x0 with coefficient ``c``, so the exact reverse step of Gaussian data adds c^2 times
+        the posterior covariance of x0 given x_t, (S^-1 + abar_t / (1 - abar_t) I)^-1 for a data
+        covariance S (DDIM's noise alone is exact only for a single data point). Drawn with S's
+        eigenvectors, so it carries the data's spatial correlations instead of white noise."""
+        if self.prior is None:
+            raise ValueError("variance 'gaussian_posterior' needs set_gaussian_prior() before sampling.")
+        mask, values, basis = self.prior
+        c = math.sqrt(abar_prev) - math.sqrt(max(1 - abar_prev - sigma ** 2, 0.0)) * math.sqrt(abar_t / (1 - abar_t))
+        scale = c * (values / (1 + values * abar_t / (1 - abar_t))).sqrt()
+        inside = mask.to(sample.device)
+        z = torch.randn((*sample.shape[:2], len(values)), generator=generator, device=sample.device, dtype=torch.float64)
+        noise = torch.zeros_like(sample)
+        noise[:, :, inside] = ((z * scale.to(sample.device)) @ basis.T.to(sample.device)).to(sample.dtype)
+        return noise
 
 
 def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, eta: float = 1.0,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..analysis.attention import attention_maps, attention_selectivity, temporal_attention_lags
+from ..analysis.generator_baselines import within_category_covariance
 from ..atomic import atomic_file
 from ..data.clips import covering_clips, make_clips
 from ..data.dataset import PreparedData
@@ -72,6 +73,12 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     class_names = meta["class_names"]
     sampler = checkpoint_sampler(meta, sample_config["sampler"], sample_config["steps"], sample_config["eta"],
                                  sample_config["variance"])
+    prior = None
+    if sample_config["variance"] == "gaussian_posterior":  # the training runs' covariance, never the held-out runs'
+        fit = np.isin(data.runs, meta["train_runs"])
+        sampler.set_gaussian_prior(data.mask, within_category_covariance(data.X[fit][:, data.mask], data.label_ids[fit]))
+        prior = {"covariance": "Ledoit-Wolf, within category", "runs": [int(r) for r in meta["train_runs"]],
+                 "n_volumes": int(fit.sum())}
     generator = torch.Generator(device=device).manual_seed(sample_config["seed"])
     guidance = sample_config["guidance_scale"]
     batch_size = sample_config["batch_size"]
@@ -153,7 +160,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
             tmp.write_text(json.dumps(interpretability, indent=2))
     summary = {
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
-        "variance": sample_config["variance"],
+        "variance": sample_config["variance"], "gaussian_prior": prior,
         "overlap": overlap,
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
         "inference_precision": precision,
