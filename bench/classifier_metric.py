@@ -115,10 +115,13 @@ def classical_loro(data: PreparedData, runs=tuple(range(1, 10))) -> dict:
     return {"runs": list(runs), "folds": folds, "summary": summary}
 
 
-def run_model(folder: Path, pair_seeds: list[int], threads: int, test_measurement: bool = False) -> dict:
+def model_and_blocks(folder: Path, threads: int, test_measurement: bool = False) -> dict:
+    """A workflow folder's model and the stimulus blocks the decode stage would form: the held-out runs'
+    (``clips``, ``design``, ``target``, ``truth``) and the training runs' for the whitened metric's fit
+    (``fit_samples``, ``fit_truth``), with the folder's config, the model's metadata, the prepared data
+    and the inference precision. Runs 10-12 are refused unless ``test_measurement``."""
     torch.set_num_threads(usable_threads(threads))
     config = yaml.safe_load((folder / "config.yaml").read_text())
-    decode = config["decode"]
     diffusion, meta = load_diffusion(folder / "results" / "model" / "sub001" / "model.pt", "cpu")
     data = PreparedData.load(folder / "results" / "prep" / "sub001" / "volumes.npz")
     if set(meta["train_runs"]) & {10, 11, 12} or (set(meta["test_runs"]) & {10, 11, 12} and not test_measurement):
@@ -130,11 +133,20 @@ def run_model(folder: Path, pair_seeds: list[int], threads: int, test_measuremen
     blocks = [b for b in all_blocks if b[0] in meta["test_runs"]]
     fit_blocks = [b for b in all_blocks if b[0] in meta["train_runs"]]
     clips, design, target = block_clips(data.X, data.label_ids, data.runs, blocks, clip_length, rest)
-    fit_samples = block_samples(*block_clips(data.X, data.label_ids, data.runs, fit_blocks, clip_length, rest))
-    fit_truth = np.array([b[3] for b in fit_blocks])
-    truth = np.array([b[3] for b in blocks])
+    return {"config": config, "diffusion": diffusion, "meta": meta, "data": data, "precision": precision,
+            "clips": clips, "design": design, "target": target, "truth": np.array([b[3] for b in blocks]),
+            "fit_samples": block_samples(*block_clips(data.X, data.label_ids, data.runs, fit_blocks, clip_length, rest)),
+            "fit_truth": np.array([b[3] for b in fit_blocks])}
+
+
+def run_model(folder: Path, pair_seeds: list[int], threads: int, test_measurement: bool = False) -> dict:
+    found = model_and_blocks(folder, threads, test_measurement)
+    config, diffusion, meta, data, precision = (found[k] for k in ("config", "diffusion", "meta", "data", "precision"))
+    clips, design, target, truth = (found[k] for k in ("clips", "design", "target", "truth"))
+    fit_samples, fit_truth = found["fit_samples"], found["fit_truth"]
+    decode, rest = config["decode"], data.rest_id
     out = {"folder": str(folder), "train_seed": config["train"]["seed"], "precision": precision,
-           "test_runs": meta["test_runs"], "n_blocks": len(blocks), "n_fit_blocks": len(fit_blocks),
+           "test_runs": meta["test_runs"], "n_blocks": len(truth), "n_fit_blocks": len(fit_truth),
            "classical": classical(data, meta["train_runs"], meta["test_runs"]), "arms": {arm: [] for arm in ARMS}}
     for pair_seed in pair_seeds:
         for arm in ARMS:

@@ -42,16 +42,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from classifier_metric import classical, true_rank  # noqa: E402
-from modalmerge.analysis.diffusion_decoding import DiffusionClassifier, block_samples  # noqa: E402
-from modalmerge.data.clips import block_clips, stimulus_blocks  # noqa: E402
-from modalmerge.data.dataset import PreparedData  # noqa: E402
-from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
-from modalmerge.runtime import inference_precision, model_autocast, usable_threads  # noqa: E402
+from classifier_metric import classical, model_and_blocks, true_rank  # noqa: E402
+from modalmerge.analysis.diffusion_decoding import DiffusionClassifier  # noqa: E402
+from modalmerge.runtime import model_autocast  # noqa: E402
 from seeds import describe, mean_sd  # noqa: E402
 
 ARMS = {"t100-600": (100, 600), "t300-900": (300, 900), "t600-1000": (600, 1000)}
@@ -59,21 +55,12 @@ DEFAULT = "t100-600"
 
 
 def run_model(folder: Path, pair_seeds: list[int], threads: int) -> dict:
-    torch.set_num_threads(usable_threads(threads))
-    decode = yaml.safe_load((folder / "config.yaml").read_text())["decode"]
-    diffusion, meta = load_diffusion(folder / "results" / "model" / "sub001" / "model.pt", "cpu")
-    if set(meta["train_runs"]) & {10, 11, 12} or set(meta["test_runs"]) & {10, 11, 12}:
-        raise SystemExit(f"{folder}: not a development-split model (runs 10-12 are never read here).")
-    data = PreparedData.load(folder / "results" / "prep" / "sub001" / "volumes.npz")
-    precision = inference_precision(torch.device("cpu"), meta["config"]["train"].get("inference_precision", "auto"))
-    clip_length, rest = meta["config"]["model"]["clip_length"], data.rest_id
-    all_blocks = stimulus_blocks(data.label_ids, data.runs, rest)
-    blocks = [b for b in all_blocks if b[0] in meta["test_runs"]]
-    fit_blocks = [b for b in all_blocks if b[0] in meta["train_runs"]]
-    clips, design, target = block_clips(data.X, data.label_ids, data.runs, blocks, clip_length, rest)
-    fit_samples = block_samples(*block_clips(data.X, data.label_ids, data.runs, fit_blocks, clip_length, rest))
-    fit_truth, truth = np.array([b[3] for b in fit_blocks]), np.array([b[3] for b in blocks])
-    out = {"folder": str(folder), "test_runs": meta["test_runs"], "n_blocks": len(blocks),
+    found = model_and_blocks(folder, threads)  # refuses models that saw runs 10-12
+    decode, diffusion, meta, data, precision = (found["config"]["decode"], found["diffusion"], found["meta"], found["data"],
+                                                found["precision"])
+    clips, design, target, truth = (found[k] for k in ("clips", "design", "target", "truth"))
+    fit_samples, fit_truth, rest = found["fit_samples"], found["fit_truth"], data.rest_id
+    out = {"folder": str(folder), "test_runs": meta["test_runs"], "n_blocks": len(truth),
            "classical": classical(data, meta["train_runs"], meta["test_runs"]), "arms": {arm: [] for arm in ARMS},
            "truth": truth.tolist()}
     for pair_seed in pair_seeds:
