@@ -255,13 +255,14 @@ class DDIMScheduler(Scheduler):
         eigenvectors, so it carries the data's spatial correlations instead of white noise."""
         if self.prior is None:
             raise ValueError("variance 'gaussian_posterior' needs set_gaussian_prior() before sampling.")
-        mask, values, basis = self.prior
+        if self.prior[0].device != sample.device:  # once per device, not once per step
+            self.prior = tuple(part.to(sample.device) for part in self.prior)
+        inside, values, basis = self.prior
         c = math.sqrt(abar_prev) - math.sqrt(max(1 - abar_prev - sigma ** 2, 0.0)) * math.sqrt(abar_t / (1 - abar_t))
         scale = c * (values / (1 + values * abar_t / (1 - abar_t))).sqrt()
-        inside = mask.to(sample.device)
         z = torch.randn((*sample.shape[:2], len(values)), generator=generator, device=sample.device, dtype=torch.float64)
         noise = torch.zeros_like(sample)
-        noise[:, :, inside] = ((z * scale.to(sample.device)) @ basis.T.to(sample.device)).to(sample.dtype)
+        noise[:, :, inside] = ((z * scale) @ basis.T).to(sample.dtype)
         return noise
 
 
