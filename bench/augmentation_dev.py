@@ -57,9 +57,9 @@ def main() -> None:
         for subset in run_subsets(TRAIN_RUNS, [k], args.repeats, seed=0):
             scored = [r for r in TRAIN_RUNS if r not in subset]
             for m in args.per_run:
-                synthesise = GeneratorSynthesiser(X, labels, runs, runs_per_run=m, seed=0)
+                synthetic = GeneratorSynthesiser(X, labels, runs, runs_per_run=m, seed=0)(subset, 0)  # once for both decoders
                 for name, decoder in (("linear_svm", linear_svm()), ("shrinkage_lda", shrinkage_lda())):
-                    curve = scarce_data_curve(X, labels, runs, scored, data.categories, [subset], synthesise,
+                    curve = scarce_data_curve(X, labels, runs, scored, data.categories, [subset], lambda s, i: synthetic,
                                               decoder=decoder, n_jobs=1)
                     row = curve["subsets"][0]
                     rows.append({"k": k, "subset": list(subset), "per_run": m, "decoder": name, **row})
