@@ -78,6 +78,11 @@ def _check_across_keys(config: dict) -> None:
         raise ModalMergeInputError(
             "config key 'sample.variance': 'gaussian_posterior' is a DDIM option; set sample.sampler: ddim (with "
             "sample.steps: 1000 it follows DDPM's chain).")
+    if sample.get("posterior_frames", "independent") != "independent" and sample.get("variance") != "gaussian_posterior":
+        raise ModalMergeInputError(
+            f"config key 'sample.posterior_frames': {sample['posterior_frames']!r} shapes the noise of variance "
+            f"gaussian_posterior, but sample.variance is {sample.get('variance')!r}; set sample.variance: "
+            "gaussian_posterior or sample.posterior_frames: independent.")
     decode = config.get("decode", {})
     if decode.get("diffusion_prune_after") is not None and decode["diffusion_prune_after"] >= decode.get("diffusion_pairs", 8):
         raise ModalMergeInputError(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from modalmerge.diffusion.posterior_noise import GaussianPrior
 from modalmerge.diffusion.schedulers import DDIMScheduler, DDPMScheduler, Scheduler, make_sampler
 
 
@@ -245,3 +246,79 @@ def test_the_gaussian_posterior_variance_needs_its_prior_and_eta_one():
         sampler.set_gaussian_prior(np.ones((3, 1, 1), bool), np.eye(4))
     with pytest.raises(ValueError, match="eta 1"):
         make_sampler("ddim", config, 50, eta=0.0, variance="gaussian_posterior")
+
+
+def spacetime_prior(seed: int, n_frames: int = 4):
+    """Clips whose spatial components have their own temporal correlation: the strongest is slow (AR(1), lag-1
+    0.8), one is fast, the rest white, as in fMRI. Returns (spatial covariance, its eigenvectors, temporal
+    correlation per component, the whole space-time covariance over the frame-major flattening)."""
+    spatial = correlated_gaussian(seed, n_voxels=5)
+    values, basis = np.linalg.eigh(spatial)
+    lag1 = np.array([0.0, 0.0, 0.3, -0.2, 0.8])
+    temporal = lag1[:, None, None] ** np.abs(np.subtract.outer(np.arange(n_frames), np.arange(n_frames)))
+    full = sum(values[j] * np.kron(temporal[j], np.outer(basis[:, j], basis[:, j])) for j in range(len(values)))
+    return spatial, basis, temporal, full
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_correlated_frames_draw_the_space_time_posterior_of_x0(seed):
+    """posterior_frames correlated: the noise is c^2 times the posterior covariance of x0 given x_t under the
+    whole space-time covariance, (Σ^-1 + snr I)^-1, not only its spatial part (40000 draws; measured over seeds
+    0-3: relative error 0.017-0.021; the spatial prior with independent frames: 0.40-0.41)."""
+    spatial, basis, temporal, full = spacetime_prior(seed)
+    mask, c, snr = np.ones((5, 1, 1), bool), 0.9, 0.7
+    target = c ** 2 * np.linalg.inv(np.linalg.inv(full) + snr * np.eye(len(full)))
+    for prior, bound in ((GaussianPrior(mask, spatial, temporal, basis), lambda e: e < 0.04),
+                         (GaussianPrior(mask, spatial), lambda e: e > 0.3)):
+        noise = prior.posterior_noise(torch.zeros(40000, 4, 5, 1, 1, dtype=torch.float64), c, snr,
+                                      torch.Generator().manual_seed(seed))
+        assert bound(np.linalg.norm(np.cov(noise.reshape(40000, -1).numpy().T) - target) / np.linalg.norm(target))
+
+
+def run_denoiser(sampler: DDIMScheduler, covariance: np.ndarray, n_frames: int, n: int = 6000, seed: int = 0):
+    """Samples (n, T * V) of the exact denoiser of N(0, covariance) clips of ``n_frames`` frames on a (V, 1, 1) grid
+    (``covariance`` over the frame-major flattening)."""
+    generator = torch.Generator().manual_seed(seed)
+    S = torch.as_tensor(covariance, dtype=torch.float64)
+    x = torch.randn(n, n_frames, len(S) // n_frames, 1, 1, generator=generator, dtype=torch.float64)
+    for t in sampler.timesteps.tolist():
+        abar = sampler.alphas_cumprod[t].item()
+        system = abar * S + (1 - abar) * torch.eye(len(S), dtype=torch.float64)
+        eps = math.sqrt(1 - abar) * torch.linalg.solve(system, x.reshape(n, -1).T).T.reshape(x.shape)
+        x, _ = sampler.step(eps, t, x, generator)
+    return x.reshape(n, -1).numpy()
+
+
+def test_correlated_frames_sample_space_time_gaussian_data_and_cannot_give_a_time_blind_denoiser_its_lags():
+    """With the exact denoiser of the space-time Gaussian the samples have its covariance (in the data's own
+    metric: measured 0.060-0.068 over seeds 0-3, the sampling error of 6000 draws in 20 dimensions; small
+    variance 0.23). With a denoiser that is exact for each frame but blind to time (as a network without
+    temporal modelling), the slow component's lag-1 correlation stays near 0 (measured 0.01-0.035 against
+    0.8): the temporally correlated noise does not make up for a network that does not model time."""
+    spatial, basis, temporal, full = spacetime_prior(0)
+    config = {"n_train_steps": 1000, "schedule": "linear", "clip_sample": None}
+    sampler = make_sampler("ddim", config, 50, eta=1.0, variance="gaussian_posterior")
+    sampler.set_gaussian_prior(np.ones((5, 1, 1), bool), spatial, temporal, basis)
+    values, vectors = np.linalg.eigh(full)
+    root = (vectors / np.sqrt(values)) @ vectors.T
+    found = np.cov(run_denoiser(sampler, full, 4).T)
+    assert np.linalg.norm(root @ found @ root - np.eye(len(full))) / np.sqrt(len(full)) < 0.09
+    slow_frames = np.kron(np.eye(4), basis[:, -1:])
+    slow = slow_frames.T @ found @ slow_frames
+    assert abs(np.diag(slow, 1).mean() / np.diag(slow).mean() - 0.8) < 0.03
+    blind = slow_frames.T @ np.cov(run_denoiser(sampler, np.kron(np.eye(4), spatial), 4).T) @ slow_frames
+    assert np.diag(blind, 1).mean() / np.diag(blind).mean() < 0.1
+
+
+def test_a_temporal_prior_needs_its_basis_and_clip_length():
+    config = {"n_train_steps": 1000, "schedule": "linear"}
+    sampler = make_sampler("ddim", config, 50, eta=1.0, variance="gaussian_posterior")
+    mask, temporal = np.ones((3, 1, 1), bool), np.tile(np.eye(4), (3, 1, 1))
+    with pytest.raises(ValueError, match="pass basis="):
+        sampler.set_gaussian_prior(mask, np.eye(3), temporal)
+    with pytest.raises(ValueError, match="orthonormal"):
+        sampler.set_gaussian_prior(mask, np.eye(3), temporal, 2 * np.eye(3))
+    sampler.set_gaussian_prior(mask, np.eye(3), temporal, np.eye(3))
+    x = torch.zeros(2, 5, 3, 1, 1)
+    with pytest.raises(ValueError, match="clips of 4 frames; got 5"):
+        sampler.step(x, 999, x)

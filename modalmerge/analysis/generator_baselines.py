@@ -166,3 +166,28 @@ def within_category_covariance(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
     X = np.asarray(X, np.float64)
     means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
     return LedoitWolf().fit(X - np.stack([means[c] for c in labels])).covariance_
+
+
+def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.ndarray, basis: np.ndarray,
+                                   length: int) -> np.ndarray:
+    """The temporal correlation ``(n_components, length, length)`` within clips of ``length`` volumes of
+    each component of the volumes ``X`` around their label's mean along the columns of ``basis`` (e.g.
+    :func:`within_category_covariance`'s eigenvectors): a Toeplitz matrix of the component's
+    autocorrelation at lags 0 .. length - 1, pooled over the runs (consecutive volumes of one run only).
+    The biased estimator (lag sums over all volumes) keeps every matrix positive semi-definite."""
+    X = np.asarray(X, np.float64)
+    if length < 1:
+        raise ValueError(f"length must be >= 1; got {length}.")
+    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
+    components = (X - np.stack([means[c] for c in labels])) @ np.asarray(basis, np.float64)
+    sums = np.zeros((length, components.shape[1]))
+    for run in np.unique(runs):
+        series = components[runs == run]
+        if len(series) < length:
+            raise ValueError(f"run {run} has {len(series)} volumes, fewer than the clip length {length}.")
+        for lag in range(length):
+            sums[lag] += (series[lag:] * series[:len(series) - lag]).sum(0)
+    lags = sums / np.where(sums[0] > 0, sums[0], 1)
+    lags[0] = 1.0  # a component without variance: uncorrelated
+    index = np.abs(np.subtract.outer(np.arange(length), np.arange(length)))
+    return np.transpose(lags[index], (2, 0, 1))

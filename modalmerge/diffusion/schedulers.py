@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from .posterior_noise import GaussianPrior
+
 
 class StrEnum(str, enum.Enum):
     def __str__(self) -> str:
@@ -195,7 +197,7 @@ class DDIMScheduler(Scheduler):
                              "to 'small'.")
         self.eta = eta
         self.variance = variance
-        self.prior = None  # variance "gaussian_posterior": (mask, covariance eigenvalues, eigenvectors)
+        self.prior: GaussianPrior | None = None  # variance "gaussian_posterior"
         self.set_timesteps(50 if self.n_train_steps >= 50 else self.n_train_steps)
 
     @classmethod
@@ -237,33 +239,22 @@ class DDIMScheduler(Scheduler):
             prev_sample = prev_sample + self.x0_uncertainty(sample, abar_t, abar_prev, sigma, generator)
         return prev_sample, x0
 
-    def set_gaussian_prior(self, mask, covariance) -> None:
+    def set_gaussian_prior(self, mask, covariance, temporal=None, basis=None) -> None:
         """Variance ``gaussian_posterior``: the spatial covariance ``(V, V)`` of the data around their
-        category means over the ``mask``'s V voxels (e.g. Ledoit-Wolf on the training runs)."""
-        mask = torch.as_tensor(mask, dtype=torch.bool)
-        covariance = torch.as_tensor(covariance, dtype=torch.float64)
-        if covariance.shape != (int(mask.sum()),) * 2:
-            raise ValueError(f"the covariance is {tuple(covariance.shape)} but the mask has {int(mask.sum())} voxels.")
-        values, basis = torch.linalg.eigh(covariance)
-        self.prior = (mask, values.clamp(min=0), basis)
+        category means over the ``mask``'s V voxels (e.g. Ledoit-Wolf on the training runs) and, if
+        given, the temporal correlation ``(V, T, T)`` of each component along ``basis``'s columns
+        (:class:`~modalmerge.diffusion.posterior_noise.GaussianPrior`)."""
+        self.prior = GaussianPrior(mask, covariance, temporal, basis)
 
     def x0_uncertainty(self, sample, abar_t: float, abar_prev: float, sigma: float, generator):
         """The noise a step leaves out when it plugs in the network's guess of x0: the step's mean is
         linear in x0 with coefficient ``c``, so the exact reverse step of Gaussian data adds c^2 times
-        the posterior covariance of x0 given x_t, (S^-1 + abar_t / (1 - abar_t) I)^-1 for a data
-        covariance S (DDIM's noise alone is exact only for a single data point). Drawn with S's
-        eigenvectors, so it carries the data's spatial correlations instead of white noise."""
+        the posterior covariance of x0 given x_t (DDIM's noise alone is exact only for a single data
+        point), drawn with the prior's correlations instead of white."""
         if self.prior is None:
             raise ValueError("variance 'gaussian_posterior' needs set_gaussian_prior() before sampling.")
-        if self.prior[0].device != sample.device:  # once per device, not once per step
-            self.prior = tuple(part.to(sample.device) for part in self.prior)
-        inside, values, basis = self.prior
         c = math.sqrt(abar_prev) - math.sqrt(max(1 - abar_prev - sigma ** 2, 0.0)) * math.sqrt(abar_t / (1 - abar_t))
-        scale = c * (values / (1 + values * abar_t / (1 - abar_t))).sqrt()
-        z = torch.randn((*sample.shape[:2], len(values)), generator=generator, device=sample.device, dtype=torch.float64)
-        noise = torch.zeros_like(sample)
-        noise[:, :, inside] = ((z * scale) @ basis.T).to(sample.dtype)
-        return noise
+        return self.prior.posterior_noise(sample, c, abar_t / (1 - abar_t), generator)
 
 
 def make_sampler(name: str, scheduler_config: dict, steps: int | None = None, eta: float = 1.0,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..analysis.attention import attention_maps, attention_selectivity, temporal_attention_lags
-from ..analysis.generator_baselines import within_category_covariance
+from ..analysis.generator_baselines import component_temporal_correlation, within_category_covariance
 from ..atomic import atomic_file
 from ..data.clips import covering_clips, make_clips
 from ..data.dataset import PreparedData
@@ -76,9 +76,18 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     prior = None
     if sample_config["variance"] == "gaussian_posterior":  # the training runs' covariance, never the held-out runs'
         fit = np.isin(data.runs, meta["train_runs"])
-        sampler.set_gaussian_prior(data.mask, within_category_covariance(data.X[fit][:, data.mask], data.label_ids[fit]))
+        X_fit, labels_fit = data.X[fit][:, data.mask], data.label_ids[fit]
+        covariance = within_category_covariance(X_fit, labels_fit)
         prior = {"covariance": "Ledoit-Wolf, within category", "runs": [int(r) for r in meta["train_runs"]],
-                 "n_volumes": int(fit.sum())}
+                 "n_volumes": int(fit.sum()), "frames": sample_config["posterior_frames"]}
+        if sample_config["posterior_frames"] == "correlated":
+            basis = np.linalg.eigh(covariance)[1]
+            temporal = component_temporal_correlation(X_fit, labels_fit, data.runs[fit], basis, clip_length)
+            sampler.set_gaussian_prior(data.mask, covariance, temporal, basis)
+            variances = np.einsum("vj,vw,wj->j", basis, covariance, basis)
+            prior["lag1_correlation_variance_weighted"] = float((temporal[:, 0, 1] * variances).sum() / variances.sum())
+        else:
+            sampler.set_gaussian_prior(data.mask, covariance)
     generator = torch.Generator(device=device).manual_seed(sample_config["seed"])
     guidance = sample_config["guidance_scale"]
     batch_size = sample_config["batch_size"]
