@@ -18,6 +18,12 @@ the diffusion classifier (held-out labels shuffled within runs against its fixed
 times; no refit exists for a pretrained generative classifier) and an exact McNemar test of the two
 on the same volumes. Nothing is chosen here: the schedule is the workflow's, so this may run on the
 test runs as a measurement.
+
+The candidates are compared in the workflow's metric (``decode.diffusion_metric``, over
+``decode.diffusion_t_range``). With ``whitened`` the residual covariance per pair timestep is fitted,
+as the decode stage fits it on training blocks, on static clips of training-run category volumes: as
+many as there are held-out volumes, drawn with ``decode.seed`` (fixed before the first whitened run,
+to bound the fit's cost at that of the classification's first pairs).
 """
 
 from __future__ import annotations
@@ -57,12 +63,22 @@ def classify_volumes(diffusion, meta: dict, data: PreparedData, decode: dict) ->
     clips = static_clips(data.X[test].astype(np.float32), clip_length)
     design = np.zeros(clips.shape[:2], np.int64)
     frames = np.ones(clips.shape[:2], bool)
+    metric = decode.get("diffusion_metric", "euclidean")
     classifier = DiffusionClassifier(diffusion, list(range(data.rest_id)), decode["diffusion_pairs"], seed=decode["seed"],
-                                     prune_after=decode["diffusion_prune_after"], keep=decode["diffusion_keep"]).fit()
+                                     t_range=tuple(decode.get("diffusion_t_range", (100, 600))), metric=metric,
+                                     prune_after=decode["diffusion_prune_after"], keep=decode["diffusion_keep"])
     started = time.perf_counter()
     with model_autocast(device, precision):
+        if metric == "whitened":  # the training runs' volumes only, never the held-out ones
+            fit = np.random.default_rng(decode["seed"]).choice(np.flatnonzero(train), int(test.sum()), replace=False)
+            fit_clips = static_clips(data.X[np.sort(fit)].astype(np.float32), clip_length)
+            classifier.fit(list(zip(fit_clips, np.zeros(fit_clips.shape[:2], np.int64), np.ones(fit_clips.shape[:2], bool))),
+                           data.label_ids[np.sort(fit)])
+        else:
+            classifier.fit()
+        fit_seconds = time.perf_counter() - started
         predicted = classifier.predict_blocks(clips, design, frames)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started - fit_seconds
     svm = linear_svm().fit(data.X[train][:, data.mask], data.label_ids[train]).predict(data.X[test][:, data.mask])
     right, svm_right = predicted == truth, svm == truth
     rng = np.random.default_rng(decode["seed"])
@@ -70,7 +86,8 @@ def classify_volumes(diffusion, meta: dict, data: PreparedData, decode: dict) ->
     only_diffusion, only_svm = int(np.sum(right & ~svm_right)), int(np.sum(~right & svm_right))
     mcnemar = binomtest(only_diffusion, only_diffusion + only_svm, 0.5).pvalue if only_diffusion + only_svm else 1.0
     return {"test_runs": [int(r) for r in meta["test_runs"]], "n_volumes": int(test.sum()), "precision": precision,
-            "forwards_per_volume": classifier.forwards_per_block(), "seconds": seconds,
+            "forwards_per_volume": classifier.forwards_per_block(), "seconds": seconds, "metric": metric,
+            "metric_fit_seconds": fit_seconds if metric == "whitened" else 0.0,
             "diffusion_accuracy": float(right.mean()), "diffusion_p_value": permutation_p_value(null, float(right.mean())),
             "svm_accuracy": float(svm_right.mean()), "only_diffusion_right": only_diffusion, "only_svm_right": only_svm,
             "mcnemar_p_value": float(mcnemar), "chance": 1 / data.rest_id,
@@ -109,8 +126,8 @@ def main() -> None:
                "svm": [m["svm_accuracy"] for m in models]}
     print(json.dumps(summary))
     if args.out:
-        args.out.write_text(json.dumps({"schedule": {k: decode[k] for k in ("diffusion_pairs", "diffusion_prune_after",
-                                                                             "diffusion_keep", "seed")},
+        args.out.write_text(json.dumps({"schedule": {k: decode.get(k) for k in (
+            "diffusion_pairs", "diffusion_prune_after", "diffusion_keep", "seed", "diffusion_metric", "diffusion_t_range")},
                                         "models": models, "summary": summary}, indent=2) + "\n")
 
 

@@ -101,6 +101,7 @@ def test_every_ablation_variant_is_a_valid_config_over_the_default(variants):
     ({"sample": {"overlap": 8}}, "sample.overlap"),
     ({"train": {"validation_runs": [11]}}, "train.validation_runs"),
     ({"sample": {"variance": "large", "eta": 0.0}}, "sample.variance"),
+    ({"sample": {"variance": "small", "posterior_frames": "correlated"}}, "sample.posterior_frames"),
 ])
 def test_keys_that_must_agree_with_each_other_are_checked(change, message):
     config = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modalmerge.analysis.fidelity import evaluate_fidelity
-from modalmerge.analysis.generator_baselines import LinearGaussianGenerator
+from modalmerge.analysis.generator_baselines import LinearGaussianGenerator, component_temporal_correlation
 from modalmerge.data.dataset import PreparedData
 from test_fidelity import as_synthetic
 
@@ -152,3 +152,27 @@ def test_whitened_innovations_lose_the_spatial_correlation_and_invert_exactly():
     assert np.abs(generator.from_innovations(w, labels, runs, whiten=True) - X).max() < 1e-4
     # the two options are not interchangeable
     assert np.abs(generator.from_innovations(w, labels, runs) - X).max() > 0.1
+
+
+def test_component_temporal_correlation_recovers_each_components_own_lags():
+    """Volumes = label means + two components along a rotated basis: one AR(1) with coefficient 0.7, one
+    white. The per-component Toeplitz correlation (the sampler's posterior_frames: correlated prior) finds
+    lag 1 = 0.7 and lag 2 = 0.49 for the first, about 0 for the second, whatever the label means."""
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.normal(size=(2, 2)))
+    X, labels, runs = [], [], []
+    for run in range(6):
+        slow = np.zeros(300)
+        for t in range(1, 300):
+            slow[t] = 0.7 * slow[t - 1] + rng.normal()
+        y = (np.arange(300) // 25) % 3
+        X.append(np.stack([slow, rng.normal(size=300)], 1) @ basis.T + 5.0 * np.array([[0, 0], [1, -2], [3, 1]])[y])
+        labels.append(y)
+        runs.append(np.full(300, run))
+    X, labels, runs = np.concatenate(X), np.concatenate(labels), np.concatenate(runs)
+    temporal = component_temporal_correlation(X, labels, runs, basis, 4)
+    assert temporal.shape == (2, 4, 4) and np.allclose(temporal[:, range(4), range(4)], 1)
+    assert abs(temporal[0, 0, 1] - 0.7) < 0.05 and abs(temporal[0, 1, 3] - 0.49) < 0.06 and abs(temporal[1, 0, 1]) < 0.06
+    assert np.allclose(temporal, np.transpose(temporal, (0, 2, 1))) and np.linalg.eigvalsh(temporal).min() > -1e-9
+    with pytest.raises(ValueError, match="fewer than the clip length 400"):
+        component_temporal_correlation(X, labels, runs, basis, 400)

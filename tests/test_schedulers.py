@@ -199,15 +199,7 @@ def correlated_gaussian(seed: int = 0, n_voxels: int = 6):
 def run_correlated(sampler: DDIMScheduler, covariance: np.ndarray, n: int = 6000, seed: int = 0) -> np.ndarray:
     """Samples of the exact denoiser of N(0, covariance) data, E[eps | x_t] = b (a^2 S + b^2 I)^-1 x_t,
     shaped as clips of one frame on a (V, 1, 1) grid."""
-    generator = torch.Generator().manual_seed(seed)
-    S = torch.as_tensor(covariance, dtype=torch.float64)
-    x = torch.randn(n, 1, len(S), 1, 1, generator=generator, dtype=torch.float64)
-    for t in sampler.timesteps.tolist():
-        abar = sampler.alphas_cumprod[t].item()
-        system = abar * S + (1 - abar) * torch.eye(len(S), dtype=torch.float64)
-        eps = math.sqrt(1 - abar) * torch.linalg.solve(system, x.reshape(n, -1).T).T.reshape(x.shape)
-        x, _ = sampler.step(eps, t, x, generator)
-    return x.reshape(n, -1).numpy()
+    return run_denoiser(sampler, covariance, 1, n, seed)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

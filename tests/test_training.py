@@ -254,6 +254,14 @@ def test_the_gaussian_posterior_variance_takes_its_covariance_from_the_training_
         summary["gaussian_prior"]["runs"])
     assert summary["gaussian_prior"]["n_volumes"] == int(np.isin(data.runs, data.train_runs).sum())
     assert small["gaussian_prior"] is None and summary["synthetic_std"] != small["synthetic_std"]
+    assert summary["gaussian_prior"]["frames"] == "independent"
+    # posterior_frames correlated: the same training runs also give each component's temporal correlation
+    correlated = sample_subject(tiny_model, prepared_slice["volumes"],
+                                dict(config, variance="gaussian_posterior", posterior_frames="correlated"),
+                                sample_outputs(tmp_path / "correlated"), device="cpu")
+    assert correlated["gaussian_prior"]["runs"] == summary["gaussian_prior"]["runs"]
+    assert 0.1 < correlated["gaussian_prior"]["lag1_correlation_variance_weighted"] < 0.9
+    assert correlated["synthetic_std"] not in (summary["synthetic_std"], small["synthetic_std"])
 
 
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():
