@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from modalmerge.analysis.decoding import fixed_predictions_null, linear_svm, permutation_p_value  # noqa: E402
 from modalmerge.analysis.diffusion_decoding import DiffusionClassifier  # noqa: E402
+from modalmerge.config import validate_config  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
 from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
@@ -105,7 +106,7 @@ def main() -> None:
     if len(args.pairs_of_files) % 2:
         parser.error("give MODEL.pt VOLUMES.npz pairs")
     torch.set_num_threads(args.threads)
-    decode = yaml.safe_load(args.configfile.read_text())["decode"]
+    decode = validate_config(yaml.safe_load(args.configfile.read_text()))["decode"]  # with the schema's defaults
     models = []
     for checkpoint, volumes in zip(args.pairs_of_files[::2], args.pairs_of_files[1::2]):
         diffusion, meta = load_diffusion(checkpoint)
