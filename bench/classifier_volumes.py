@@ -64,17 +64,17 @@ def classify_volumes(diffusion, meta: dict, data: PreparedData, decode: dict) ->
     clips = static_clips(data.X[test].astype(np.float32), clip_length)
     design = np.zeros(clips.shape[:2], np.int64)
     frames = np.ones(clips.shape[:2], bool)
-    metric = decode.get("diffusion_metric", "euclidean")
+    metric = decode["diffusion_metric"]
     classifier = DiffusionClassifier(diffusion, list(range(data.rest_id)), decode["diffusion_pairs"], seed=decode["seed"],
-                                     t_range=tuple(decode.get("diffusion_t_range", (100, 600))), metric=metric,
+                                     t_range=tuple(decode["diffusion_t_range"]), metric=metric,
                                      prune_after=decode["diffusion_prune_after"], keep=decode["diffusion_keep"])
     started = time.perf_counter()
     with model_autocast(device, precision):
         if metric == "whitened":  # the training runs' volumes only, never the held-out ones
-            fit = np.random.default_rng(decode["seed"]).choice(np.flatnonzero(train), int(test.sum()), replace=False)
-            fit_clips = static_clips(data.X[np.sort(fit)].astype(np.float32), clip_length)
+            fit = np.sort(np.random.default_rng(decode["seed"]).choice(np.flatnonzero(train), int(test.sum()), replace=False))
+            fit_clips = static_clips(data.X[fit].astype(np.float32), clip_length)
             classifier.fit(list(zip(fit_clips, np.zeros(fit_clips.shape[:2], np.int64), np.ones(fit_clips.shape[:2], bool))),
-                           data.label_ids[np.sort(fit)])
+                           data.label_ids[fit])
         else:
             classifier.fit()
         fit_seconds = time.perf_counter() - started
@@ -127,7 +127,7 @@ def main() -> None:
                "svm": [m["svm_accuracy"] for m in models]}
     print(json.dumps(summary))
     if args.out:
-        args.out.write_text(json.dumps({"schedule": {k: decode.get(k) for k in (
+        args.out.write_text(json.dumps({"schedule": {k: decode[k] for k in (
             "diffusion_pairs", "diffusion_prune_after", "diffusion_keep", "seed", "diffusion_metric", "diffusion_t_range")},
                                         "models": models, "summary": summary}, indent=2) + "\n")
 

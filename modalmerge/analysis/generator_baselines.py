@@ -159,13 +159,18 @@ def memorisation(A_syn: np.ndarray, A_test: np.ndarray, A_train: np.ndarray) -> 
             "median_nearest_training_distance_heldout_real": real, "memorisation_ratio": synthetic / real}
 
 
+def within_category_residual(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Volumes ``X`` minus the mean of their label (the categories and rest), in float64."""
+    X = np.asarray(X, np.float64)
+    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
+    return X - np.stack([means[c] for c in labels])
+
+
 def within_category_covariance(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Ledoit-Wolf covariance ``(n_voxels, n_voxels)`` of volumes ``X`` around the mean of their label
     (the categories and rest): the Gaussian part of the data that a label does not explain (what the
     sampler's ``gaussian_posterior`` variance draws its missing noise from)."""
-    X = np.asarray(X, np.float64)
-    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
-    return LedoitWolf().fit(X - np.stack([means[c] for c in labels])).covariance_
+    return LedoitWolf().fit(within_category_residual(X, labels)).covariance_
 
 
 def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.ndarray, basis: np.ndarray,
@@ -175,11 +180,9 @@ def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.n
     :func:`within_category_covariance`'s eigenvectors): a Toeplitz matrix of the component's
     autocorrelation at lags 0 .. length - 1, pooled over the runs (consecutive volumes of one run only).
     The biased estimator (lag sums over all volumes) keeps every matrix positive semi-definite."""
-    X = np.asarray(X, np.float64)
     if length < 1:
         raise ValueError(f"length must be >= 1; got {length}.")
-    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
-    components = (X - np.stack([means[c] for c in labels])) @ np.asarray(basis, np.float64)
+    components = within_category_residual(X, labels) @ np.asarray(basis, np.float64)
     sums = np.zeros((length, components.shape[1]))
     for run in np.unique(runs):
         series = components[runs == run]

@@ -81,10 +81,9 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         prior = {"covariance": "Ledoit-Wolf, within category", "runs": [int(r) for r in meta["train_runs"]],
                  "n_volumes": int(fit.sum()), "frames": sample_config["posterior_frames"]}
         if sample_config["posterior_frames"] == "correlated":
-            basis = np.linalg.eigh(covariance)[1]
+            variances, basis = np.linalg.eigh(covariance)
             temporal = component_temporal_correlation(X_fit, labels_fit, data.runs[fit], basis, clip_length)
             sampler.set_gaussian_prior(data.mask, covariance, temporal, basis)
-            variances = np.einsum("vj,vw,wj->j", basis, covariance, basis)
             prior["lag1_correlation_variance_weighted"] = float((temporal[:, 0, 1] * variances).sum() / variances.sum())
         else:
             sampler.set_gaussian_prior(data.mask, covariance)
