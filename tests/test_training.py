@@ -264,6 +264,30 @@ def test_the_gaussian_posterior_variance_takes_its_covariance_from_the_training_
     assert correlated["synthetic_std"] not in (summary["synthetic_std"], small["synthetic_std"])
 
 
+def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(tmp_path, tiny_model, prepared_slice):
+    """sample.residual_dynamics coloured: the same draws as without it, then each synthetic run coloured by
+    the colouring fitted on the model's training runs only (lags up to clip_length - 1 = 3), inside the mask;
+    the summary records the residual lag 1 before and after, and the npz the lags used."""
+    from modalmerge.analysis.residual_dynamics import ResidualColouring
+    config = dict(tiny_config()["sample"], clips_per_category=0)
+    plain_out, coloured_out = sample_outputs(tmp_path / "plain"), sample_outputs(tmp_path / "coloured")
+    plain = sample_subject(tiny_model, prepared_slice["volumes"], config, plain_out, device="cpu")
+    summary = sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="coloured"),
+                             coloured_out, device="cpu")
+    data = assert_runs_follow_the_held_out_design(coloured_out["npz"], prepared_slice["volumes"])
+    assert plain["residual_dynamics"] == {"method": "none"}
+    lag1 = summary["residual_dynamics"]["residual_lag1_variance_weighted"]
+    assert summary["residual_dynamics"]["max_lag"] == 3
+    assert abs(lag1["coloured"] - lag1["training_runs"]) < abs(lag1["sampled"] - lag1["training_runs"])
+    with np.load(plain_out["npz"]) as a, np.load(coloured_out["npz"]) as b:
+        assert int(b["residual_max_lag"]) == 3 and str(b["residual_dynamics"]) == "coloured"
+        train = np.isin(data.runs, data.train_runs)
+        colouring = ResidualColouring(max_lag=3).fit(data.X[train][:, data.mask], data.label_ids[train], data.runs[train])
+        runs = [a["X"][a["design_run"] == r][:, data.mask] for r in data.test_runs]
+        expected = colouring.colour(runs, [a["label_ids"][a["design_run"] == r] for r in data.test_runs])
+        assert np.allclose(b["X"][:, data.mask], np.concatenate(expected), atol=1e-5)
+
+
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():
     from modalmerge.config import validate_config
     from modalmerge.errors import ModalMergeInputError

@@ -15,6 +15,7 @@ from ..data.dataset import PreparedData
 from . import fidelity_metrics as F
 from .decoding import linear_svm, linear_svm_accuracy
 from .generator_baselines import LinearGaussianGenerator, set_metrics
+from .residual_dynamics import ResidualColouring
 
 RAW_SSIM_NOTE = ("Raw-intensity SSIM compares images dominated by the static EPI anatomy: every protocol, "
                  "noise included, scores near 1, so it says nothing about brain activity. Shown only to "
@@ -178,7 +179,7 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
         "ratio": own["memorisation_ratio"],
         "note": "ratio well below 1 would mean synthetic volumes sit closer to training volumes than new real data does (copying)",
     }
-    results["generator_baselines"] = generator_baselines(data, real)
+    results["generator_baselines"] = generator_baselines(data, real, int(synthetic.get("residual_max_lag", 7)))
     results["generator_baselines_note"] = GENERATOR_NOTE
     results["real_runs_reference"] = real_runs_reference(data, real, n_runs=len(np.unique(segments)))
 
@@ -195,19 +196,27 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
 
 GENERATOR_NOTE = ("classical generators evaluated with the same numbers on the held-out runs' label sequences: "
                   "gaussian_var1 = training category means + voxelwise AR(1) residual with Ledoit-Wolf spatially "
-                  "correlated innovations (fitted on the training runs only)")
+                  "correlated innovations (fitted on the training runs only); gaussian_coloured = training category means "
+                  "+ Gaussian residual of the within-category Ledoit-Wolf covariance, each of its eigencomponents given "
+                  "the training runs' autocorrelation at lags 0 .. max_lag (the linear part of sample.residual_dynamics: "
+                  "coloured)")
 
 
-def generator_baselines(data: PreparedData, real: dict) -> dict:
-    """The classical generator, fitted on the training runs, sampled on the held-out runs' designs,
-    scored with :func:`set_metrics` like the model."""
+def generator_baselines(data: PreparedData, real: dict, max_lag: int = 7) -> dict:
+    """The classical generators, fitted on the training runs, sampled on the held-out runs' designs,
+    scored with :func:`set_metrics` like the model: ``gaussian_var1`` and ``gaussian_coloured`` (lags up
+    to ``max_lag``, the sample stage's)."""
     train, test, mask = ~data.is_test, data.is_test, data.mask
-    generator = LinearGaussianGenerator(real["seed"]).fit(data.X[train][:, mask], data.label_ids[train], data.runs[train])
+    fit = (data.X[train][:, mask], data.label_ids[train], data.runs[train])
     designs = [data.label_ids[test & (data.runs == run)] for run in data.test_runs]
-    X = np.zeros((sum(len(d) for d in designs), *mask.shape), np.float32)
-    X[:, mask] = generator.sample(designs)
     segments = np.repeat(np.arange(len(designs)), [len(d) for d in designs])
-    return {"gaussian_var1": set_metrics(X, np.concatenate(designs), segments, **real)}
+    out = {}
+    for name, generator in (("gaussian_var1", LinearGaussianGenerator(real["seed"])),
+                            ("gaussian_coloured", ResidualColouring(max_lag, real["seed"]))):
+        X = np.zeros((sum(len(d) for d in designs), *mask.shape), np.float32)
+        X[:, mask] = generator.fit(*fit).sample(designs)
+        out[name] = set_metrics(X, np.concatenate(designs), segments, **real)
+    return out
 
 
 def real_runs_reference(data: PreparedData, real: dict, n_runs: int) -> dict:

@@ -18,6 +18,8 @@ def evaluate_subject(volumes_path, synthetic_path, out: dict, seed: int = 0, n_p
     with np.load(synthetic_path) as npz:
         synthetic = {k: npz[k] for k in ("X", "label_ids", "design_run")}
         synthetic["sampler"], synthetic["guidance_scale"] = str(npz["sampler"]), float(npz["guidance_scale"])
+        if "residual_max_lag" in npz:  # the lags the sample stage coloured with (older samples: the default's 7)
+            synthetic["residual_max_lag"] = int(npz["residual_max_lag"])
     results, table = evaluate_fidelity(data, synthetic, seed, n_permutations)
     with atomic_file(out["json"]) as tmp:
         tmp.write_text(json.dumps(results, indent=2))

@@ -18,6 +18,7 @@ import torch
 
 from ..analysis.attention import attention_maps, attention_selectivity, temporal_attention_lags
 from ..analysis.generator_baselines import component_temporal_correlation, within_category_covariance
+from ..analysis.residual_dynamics import ResidualColouring
 from ..atomic import atomic_file
 from ..data.clips import covering_clips, make_clips
 from ..data.dataset import PreparedData
@@ -125,6 +126,17 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
             category_clips[order] = category_clips_sorted
             n_clips += len(category_clips)
     elapsed = time.perf_counter() - started
+    dynamics = {"method": sample_config["residual_dynamics"]}
+    if sample_config["residual_dynamics"] == "coloured" and run_volumes:  # fitted on the training runs only
+        fit = np.isin(data.runs, meta["train_runs"])
+        colouring = ResidualColouring(max_lag=clip_length - 1).fit(data.X[fit][:, data.mask], data.label_ids[fit], data.runs[fit])
+        training = [data.X[data.runs == r][:, data.mask] for r in meta["train_runs"]]
+        lag1 = {"training_runs": colouring.residual_lag1(training, [data.label_ids[data.runs == r] for r in meta["train_runs"]]),
+                "sampled": colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)}
+        for run, coloured in zip(run_volumes, colouring.colour([run[:, data.mask] for run in run_volumes], run_labels)):
+            run[:, data.mask] = coloured
+        lag1["coloured"] = colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)
+        dynamics.update(max_lag=clip_length - 1, residual_lag1_variance_weighted=lag1)
 
     synthetic = np.concatenate(run_volumes) if run_volumes else np.zeros((0, *meta["grid_shape"]), np.float32)
     synthetic_labels = np.concatenate(run_labels) if run_labels else np.zeros(0, int)
@@ -138,6 +150,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
             design_run=design, category_clips=category_clips, category_clip_label_ids=per_category,
             class_names=np.array(class_names), mask=data.mask, affine=data.affine,
             sampler=sample_config["sampler"], steps=len(sampler.timesteps), guidance_scale=guidance,
+            residual_dynamics=sample_config["residual_dynamics"], residual_max_lag=clip_length - 1,
             seed=sample_config["seed"])
     snap_t = np.array([t for t, _ in snapshots])
     snap_x = np.stack([x.cpu().numpy() for _, x in snapshots]) if snapshots else np.zeros((0,))
@@ -169,7 +182,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     summary = {
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
         "variance": sample_config["variance"], "gaussian_prior": prior,
-        "overlap": overlap,
+        "overlap": overlap, "residual_dynamics": dynamics,
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
         "inference_precision": precision,
         "n_clips": int(n_clips), "n_synthetic_volumes": int(len(synthetic) + category_clips.shape[0] * clip_length),

@@ -1,0 +1,113 @@
+"""The training runs' residual dynamics, given to synthetic runs after they are sampled.
+
+Every network this project trained either models time and loses single-volume realism, or keeps its
+realism and leaves consecutive volumes nearly independent (bench/README.md sections 24, 25, 30). A run's
+residual (each volume minus the mean of its label) is modelled here as a stationary process along the
+eigenvectors of its within-category covariance, each eigenvector with its own autocorrelation (the strong components slow, the weak ones white). :class:`ResidualColouring`
+keeps a synthetic run's volumes and gives their residual that autocorrelation: along each eigenvector
+``u_j``, the run's component ``z_j`` (n volumes) becomes ``S_j z_j``, where ``S_j`` is the symmetric square
+root of the n x n Toeplitz matrix of the component's autocorrelation at lags 0 .. ``max_lag`` (zero
+beyond; negative eigenvalues set to zero; rows rescaled to unit norm). A component that is white in time
+keeps its variance at every volume and gets exactly that autocorrelation. The residual is taken around
+the synthetic runs' own label means, which are put back unchanged. It is a hybrid (a linear temporal
+part around another generator's volumes), so its linear part alone, :meth:`ResidualColouring.sample`
+(Gaussian volumes of the within-category covariance around the training runs' means, coloured the same
+way; ``gaussian_coloured`` in ``fidelity.json``), is the baseline it is read against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .generator_baselines import component_temporal_correlation, within_category_covariance
+
+
+class ResidualColouring(BaseEstimator):
+    """``fit(X (n, n_voxels), labels, runs)`` on training runs (volumes of a run consecutive, in order);
+    ``colour([run volumes], [run labels])`` gives synthetic runs the fitted residual dynamics;
+    ``sample([run labels])`` is the linear part alone (Gaussian residual), concatenated like
+    :meth:`~modalmerge.analysis.generator_baselines.LinearGaussianGenerator.sample`."""
+
+    def __init__(self, max_lag: int = 7, seed: int = 0):
+        self.max_lag = max_lag
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, labels: np.ndarray, runs: np.ndarray):
+        if self.max_lag < 0:
+            raise ValueError(f"max_lag must be >= 0; got {self.max_lag}.")
+        X = np.asarray(X, np.float64)
+        self.means_ = {int(c): X[labels == c].mean(0) for c in np.unique(labels)}
+        variances, basis = np.linalg.eigh(within_category_covariance(X, labels))
+        self.variances_, self.basis_ = np.maximum(variances, 0), basis
+        lags = component_temporal_correlation(X, labels, runs, basis, self.max_lag + 1)
+        self.autocorrelation_ = lags[:, 0, :]  # (n_components, max_lag + 1), lag 0 = 1
+        self._roots = {}
+        return self
+
+    def roots(self, n: int) -> np.ndarray:
+        """``(n_components, n, n)``: each component's colouring matrix for a run of ``n`` volumes."""
+        check_is_fitted(self, "autocorrelation_")
+        if n not in self._roots:
+            padded = np.zeros((len(self.autocorrelation_), n))
+            keep = min(n, self.autocorrelation_.shape[1])
+            padded[:, :keep] = self.autocorrelation_[:, :keep]
+            toeplitz = padded[:, np.abs(np.subtract.outer(np.arange(n), np.arange(n)))]
+            values, vectors = np.linalg.eigh(toeplitz)
+            root = (vectors * np.sqrt(np.maximum(values, 0))[:, None, :]) @ np.transpose(vectors, (0, 2, 1))
+            self._roots[n] = root / np.linalg.norm(root, axis=2, keepdims=True)
+        return self._roots[n]
+
+    def colour(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> list[np.ndarray]:
+        """Each run (n_i, n_voxels) with its residual's components coloured in time; float32. The residual
+        is taken around the runs' own mean of each label (over all the runs given), which is put back
+        unchanged: a generator's category means are its own, and a constant offset (a mean that differs
+        from the training runs') is not white, so colouring it would amplify it."""
+        check_is_fitted(self, "autocorrelation_")
+        means = own_label_means(run_volumes, run_labels)
+        return [self._apply((np.asarray(volumes, np.float64) - means[labels]) @ self.basis_, means[labels])
+                for volumes, labels in zip(run_volumes, run_labels, strict=True)]
+
+    def sample(self, run_labels: list[np.ndarray]) -> np.ndarray:
+        """The linear part alone: the fitted means plus a Gaussian residual of the within-category
+        covariance, coloured like :meth:`colour`; the runs concatenated, float32."""
+        check_is_fitted(self, "autocorrelation_")
+        rng = np.random.default_rng(self.seed)
+        runs = [self._apply(rng.standard_normal((len(labels), len(self.variances_))) * np.sqrt(self.variances_),
+                            self._means_of(labels)) for labels in run_labels]
+        return np.concatenate(runs)
+
+    def residual_lag1(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> float:
+        """The variance-weighted lag-1 autocorrelation of the runs' residual components around the runs'
+        own label means (0 for a residual white in time; the training runs' own value after
+        :meth:`colour` of a white residual)."""
+        check_is_fitted(self, "autocorrelation_")
+        means = own_label_means(run_volumes, run_labels)
+        products, squares = np.zeros(len(self.variances_)), np.zeros(len(self.variances_))
+        for volumes, labels in zip(run_volumes, run_labels, strict=True):
+            components = (np.asarray(volumes, np.float64) - means[labels]) @ self.basis_
+            components -= components.mean(0)
+            products += (components[1:] * components[:-1]).sum(0)
+            squares += (components ** 2).sum(0)
+        return float(products.sum() / squares.sum())
+
+    def _apply(self, components: np.ndarray, means: np.ndarray) -> np.ndarray:
+        coloured = np.einsum("jts,sj->tj", self.roots(len(components)), components)
+        return (means + coloured @ self.basis_.T).astype(np.float32)
+
+    def _means_of(self, labels: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "means_")
+        unknown = sorted(set(np.unique(labels).tolist()) - set(self.means_))
+        if unknown:
+            raise ValueError(f"labels {unknown} were not in the training data; known: {sorted(self.means_)}.")
+        return np.stack([self.means_[int(c)] for c in labels])
+
+
+def own_label_means(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> np.ndarray:
+    """``(max label + 1, n_voxels)``: the mean volume of each label over all the runs (rows of absent labels 0)."""
+    volumes = np.concatenate([np.asarray(v, np.float64) for v in run_volumes])
+    labels = np.concatenate(run_labels).astype(int)
+    sums = np.zeros((labels.max() + 1, volumes.shape[1]))
+    np.add.at(sums, labels, volumes)
+    return sums / np.maximum(np.bincount(labels), 1)[:, None]
