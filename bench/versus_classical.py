@@ -1,11 +1,12 @@
 """The diffusion model's synthetic runs against the classical generator's, paired by seed, on the measures
 the generation issue's targets name (a reading of ``fidelity.json``s; nothing is chosen here).
 
-    python bench/versus_classical.py FOLDER [--seeds 0 1 2] [--out FILE.json]
+    python bench/versus_classical.py FOLDER [--seeds 0 1 2] [--generator gaussian_var1] [--out FILE.json]
 
 FOLDER holds ``seed-N`` folders with a ``fidelity.json`` (directly, or at ``results/eval/sub001/``, as
 ``bench/ablation.py`` leaves them). In each, the classical generator (``generator_baselines.gaussian_var1``)
-was sampled along the same held-out designs with the same evaluation seed, so the two are paired. For
+was sampled along the same held-out designs with the same evaluation seed, so the two are paired
+(``--generator gaussian_coloured``: the linear part of ``sample.residual_dynamics: coloured``). For
 each measure: both means ± sd, the favourable difference (diffusion better: positive), a paired t test,
 and whether the two seed ranges overlap (the issue asks for spreads that do not).
 """
@@ -62,18 +63,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--generator", default="gaussian_var1", help="a key of fidelity.json's generator_baselines")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     dirs = sorted(args.folder.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
     if args.seeds:
         dirs = [d for d in dirs if int(d.name.split("-")[1]) in args.seeds]
     fids = [fidelity(d) for d in dirs]
-    out = {"seeds": [int(d.name.split("-")[1]) for d in dirs], "measures": {}}
-    lines = ["| measure | diffusion | classical generator | favourable difference (paired) | p (paired t) | ranges overlap |",
+    out = {"seeds": [int(d.name.split("-")[1]) for d in dirs], "generator": args.generator, "measures": {}}
+    lines = [f"| measure | diffusion | classical generator ({args.generator}) | favourable difference (paired) | p (paired t) | ranges overlap |",
              "|---|---|---|---|---|---|"]
     for name, (read, kind) in MEASURES.items():
         model = np.array([read(f) for f in fids])
-        classical = np.array([read(f["generator_baselines"]["gaussian_var1"]) for f in fids])
+        classical = np.array([read(f["generator_baselines"][args.generator]) for f in fids])
         diff = np.array([favourable(kind, m, c, f) for m, c, f in zip(model, classical, fids)])
         p = float(stats.ttest_1samp(diff, 0).pvalue) if len(diff) > 1 else None
         overlap = bool(model.min() <= classical.max() and classical.min() <= model.max())

@@ -119,6 +119,12 @@ def test_the_linear_part_alone_is_reproducible_and_has_the_known_lags():
     assert np.abs(colouring.autocorrelation_[np.argsort(colouring.variances_)[::-1], 1] - PHI).max() < 0.05
     roots = colouring.roots(30)
     assert roots.shape == (3, 30, 30) and np.allclose((roots ** 2).sum(2), 1)  # every volume keeps its variance
+    # a truncated autocorrelation need not be positive definite (lag 1 0.9, nothing beyond: eigenvalues down to
+    # 1 - 1.8 cos(pi / 32) < 0); negative eigenvalues are dropped and every volume still keeps its variance
+    colouring.autocorrelation_ = np.array([[1.0, 0.9]] * 3)
+    roots = colouring.roots(31)  # a length not computed before (roots are kept per length)
+    assert np.isfinite(roots).all() and np.allclose((roots ** 2).sum(2), 1)
+    assert np.diagonal(roots[0] @ roots[0].T, 1).mean() > 0.6  # still strongly correlated at lag 1
 
 
 def test_colouring_refuses_unknown_labels_and_a_negative_lag():
