@@ -108,6 +108,8 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     assert f"model better on {realism['model_better']['gaussian_var1']} of 14 measures" in headline
     assert "Against the classical generator" in page
     assert "real runs, same size: mean [min, max]" in page and "groups of 3 (1-2-3, 4-5-6, 7-8-9)" in page
+    assert "share in the 10 strongest" in page  # where each set keeps its residual variance
+    assert f"{fidelity['residual_spectrum']['heldout_real']['leading_10_share']:.3f}" in page
     assert "attention vs selectivity (Spearman)" in page  # the interpretability numbers, whatever they say
     assert "classifier evidence vs selectivity (Spearman)" in page
     assert f"the same detector on the untrained model: {summary['anomalies']['untrained_diffusion_auroc']:.3f}" in headline

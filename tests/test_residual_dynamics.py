@@ -134,3 +134,28 @@ def test_colouring_refuses_unknown_labels_and_a_negative_lag():
         colouring.sample([np.array([0, 1, 7, 2])])
     with pytest.raises(ValueError, match="max_lag must be >= 0"):
         ResidualColouring(max_lag=-1).fit(X, labels, runs)
+
+
+def test_matched_variance_gives_each_component_the_fitted_variance_before_colouring():
+    """A generator that spreads its residual variance wrongly (0.5, 3 and 1 where the data have 2, 1.5 and
+    1) keeps it with plain colouring; with match_variance each component gets the fitted variance and still
+    the fitted lags, and the label means stay the generator's."""
+    X, labels, runs, basis = known_process()
+    colouring = ResidualColouring(max_lag=7).fit(X, labels, runs)
+    designs = [labels[runs == r % 8] for r in range(24)]
+    rng = np.random.default_rng(5)
+    wrong = [(rng.normal(size=(len(y), 3)) * np.array([0.5, 3.0, 1.0])) @ basis.T + MEANS[y] for y in designs]
+    order = np.argsort(colouring.variances_)[::-1]  # fitted components in the order of PHI and SCALE
+
+    def component_variance(runs_):
+        return np.concatenate([(r - MEANS[y]) @ basis for r, y in zip(runs_, designs)]).var(0)
+
+    plain = component_variance(colouring.colour(wrong, designs))
+    matched_runs = colouring.colour(wrong, designs, match_variance=True)
+    matched = component_variance(matched_runs)
+    assert plain[0] < 0.5 and plain[1] > 6  # 0.25 and 9 kept
+    assert np.allclose(matched, colouring.variances_[order], rtol=0.1)  # 4, 2.25, 1 as fitted
+    assert np.abs(component_lag(matched_runs, designs, basis, 1) - colouring.autocorrelation_[order, 1]).max() < 0.05
+    for label in range(3):
+        assert np.allclose(np.concatenate(matched_runs)[np.concatenate(designs) == label].mean(0),
+                           np.concatenate(wrong)[np.concatenate(designs) == label].mean(0), atol=0.1)

@@ -14,7 +14,7 @@ import pandas as pd
 from ..data.dataset import PreparedData
 from . import fidelity_metrics as F
 from .decoding import linear_svm, linear_svm_accuracy
-from .generator_baselines import LinearGaussianGenerator, set_metrics
+from .generator_baselines import LinearGaussianGenerator, set_metrics, within_category_covariance
 from .residual_dynamics import ResidualColouring
 
 RAW_SSIM_NOTE = ("Raw-intensity SSIM compares images dominated by the static EPI anatomy: every protocol, "
@@ -127,6 +127,7 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     real = dict(X_test=X_test, y_test=y_test, X_train=X_train, y_train=y_train, mask=mask,
                 categories=categories, window=window, data_range=data_range, decoder=decoder, seed=seed,
                 n_permutations=n_permutations)
+    real["basis"] = np.linalg.eigh(within_category_covariance(A_train, y_train))[1][:, ::-1]  # strongest first
     segments = contiguous_segments(synthetic["design_run"])
     own = set_metrics(X_syn, y_syn, segments, **real)
     corr_ceiling = F.map_correlation(train_means, real_means, mask)
@@ -142,6 +143,8 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     results["voxel_std_map_correlation_ceiling"] = float(np.corrcoef(A_train.std(0), A_test.std(0))[0, 1])
     results["global_std"] = {"synthetic": own["global_std"], "heldout_real": float(A_test.std())}
     results["connectivity_similarity"] = own["connectivity_similarity"]
+    results["residual_spectrum"] = {"synthetic": own["residual_spectrum"], "heldout_real": F.residual_spectrum(A_test, y_test, real["basis"]),
+                                    "note": SPECTRUM_NOTE}
     results["connectivity_similarity_ceiling"] = F.connectivity_similarity(X_train, X_test, mask)
     results["temporal_autocorrelation"] = {"synthetic": own["temporal_autocorrelation"],
                                            "heldout_real": F.temporal_autocorrelation(X_test, data.runs[test], mask)}
@@ -192,6 +195,10 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
         "map_correlation": F.map_correlation(syn_means, real_means, mask), "map_correlation_ceiling": corr_ceiling,
     })
     return results, table
+
+
+SPECTRUM_NOTE = ("variance of the residual (volumes minus the set's own label means) along the training runs' "
+                 "within-category Ledoit-Wolf eigenvectors, strongest first: total and the share in the leading 10 and 50")
 
 
 GENERATOR_NOTE = ("classical generators evaluated with the same numbers on the held-out runs' label sequences: "

@@ -108,6 +108,21 @@ def temporal_autocorrelation(X: np.ndarray, runs: np.ndarray, mask, lags=(1, 2, 
     return out
 
 
+def residual_spectrum(A: np.ndarray, labels: np.ndarray, basis: np.ndarray, leading=(10, 50)) -> dict:
+    """How a set's residual variance (volumes ``A`` (n, n_voxels) minus the set's own mean of each label)
+    spreads over the columns of ``basis`` (the training runs' within-category eigenvectors, strongest
+    first): the total and the share in the leading ``k``. Real runs keep much of it in a few slow,
+    spatially extended components; a generator that spreads it evenly has the right spread and the wrong
+    connectivity and lags."""
+    A = np.asarray(A, np.float64)
+    residual = A.copy()
+    for label in np.unique(labels):
+        residual[labels == label] -= A[labels == label].mean(0)
+    variance = ((residual @ basis) ** 2).mean(0)
+    total = float(variance.sum())
+    return {"total_variance": total, **{f"leading_{k}_share": float(variance[:k].sum() / total) for k in leading}}
+
+
 def mmd_rbf(a: np.ndarray, b: np.ndarray, n_permutations: int = 200, seed: int = 0) -> dict:
     """Squared MMD with an RBF kernel (median-distance bandwidth) and a permutation p-value."""
     pooled = np.concatenate([a, b]).astype(np.float64)

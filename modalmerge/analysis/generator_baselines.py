@@ -122,9 +122,11 @@ class LinearGaussianGenerator(BaseEstimator):
 
 
 def set_metrics(X_syn, y_syn, segments, X_test, y_test, X_train, y_train, mask, categories, window,
-                data_range, decoder, seed: int = 0, n_permutations: int = 200) -> dict:
+                data_range, decoder, seed: int = 0, n_permutations: int = 200, basis=None) -> dict:
     """The realism of one synthetic set ``X_syn`` (n, x, y, z) with labels ``y_syn`` and synthetic-run
-    ids ``segments`` against the held-out real volumes: the numbers every generator is compared on."""
+    ids ``segments`` against the held-out real volumes: the numbers every generator is compared on
+    (with ``basis``, the training runs' within-category eigenvectors, strongest first, also how its
+    residual variance spreads over them)."""
     rng = np.random.default_rng(seed)
     real_means = F.category_means(X_test, y_test, categories)
     syn_means = F.category_means(X_syn, y_syn, categories)
@@ -147,6 +149,7 @@ def set_metrics(X_syn, y_syn, segments, X_test, y_test, X_train, y_train, mask, 
         "category_fidelity": float((decoder.predict(A_syn[cat_syn]) == y_syn[cat_syn]).mean()),
         "tstr_accuracy": linear_svm_accuracy(A_syn[cat_syn], y_syn[cat_syn], A_test[cat_test], y_test[cat_test]),
         **memorisation(A_syn, A_test, A_train),
+        **({"residual_spectrum": F.residual_spectrum(A_syn, y_syn, basis)} if basis is not None else {}),
     }
 
 

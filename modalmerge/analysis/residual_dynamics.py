@@ -59,15 +59,23 @@ class ResidualColouring(BaseEstimator):
             self._roots[n] = root / np.linalg.norm(root, axis=2, keepdims=True)
         return self._roots[n]
 
-    def colour(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> list[np.ndarray]:
+    def colour(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray],
+               match_variance: bool = False) -> list[np.ndarray]:
         """Each run (n_i, n_voxels) with its residual's components coloured in time; float32. The residual
         is taken around the runs' own mean of each label (over all the runs given), which is put back
         unchanged: a generator's category means are its own, and a constant offset (a mean that differs
-        from the training runs') is not white, so colouring it would amplify it."""
+        from the training runs') is not white, so colouring it would amplify it. ``match_variance``: each
+        component is first scaled so that its variance over all the runs given is the fitted one
+        (``variances_``), whatever variance the generator gave it."""
         check_is_fitted(self, "autocorrelation_")
         means = own_label_means(run_volumes, run_labels)
-        return [self._apply((np.asarray(volumes, np.float64) - means[labels]) @ self.basis_, means[labels])
-                for volumes, labels in zip(run_volumes, run_labels, strict=True)]
+        components = [(np.asarray(volumes, np.float64) - means[labels]) @ self.basis_
+                      for volumes, labels in zip(run_volumes, run_labels, strict=True)]
+        if match_variance:
+            variance = np.concatenate(components).var(0)
+            scale = np.sqrt(self.variances_ / np.where(variance > 0, variance, np.inf))
+            components = [z * scale for z in components]
+        return [self._apply(z, means[labels]) for z, labels in zip(components, run_labels)]
 
     def sample(self, run_labels: list[np.ndarray]) -> np.ndarray:
         """The linear part alone: the fitted means plus a Gaussian residual of the within-category

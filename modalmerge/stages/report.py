@@ -15,7 +15,7 @@ from ..atomic import atomic_file
 from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img, load_json,
                           not_run, png_file_to_base64, table, training_figure)
 from .report_parts import (classifier_settings_parts, learning_curve_parts, same_size_note, selectivity_table,
-                           temporal_lag_parts, untrained_parts)
+                           spectrum_parts, temporal_lag_parts, untrained_parts)
 from .report_summary import headline, provenance, realism_against_generators
 
 SECTIONS = ("headline", "data", "training", "diffusion-process", "real-vs-synthetic", "fidelity", "decoding",
@@ -165,7 +165,8 @@ def generator_table(fidelity, realism=None) -> list[str]:
             f"<p>{html.escape(fidelity.get('generator_baselines_note', ''))}. {html.escape(wins)}.</p>",
             f"<p>{html.escape(same_size_note(fidelity))}</p>",
             table(rows, ["measure", "model", *names, "real runs, same size: mean [min, max]", "real held-out / ceiling",
-                         "better is"])]
+                         "better is"]), *spectrum_parts(fidelity, names)]
+
 
 
 

@@ -144,3 +144,16 @@ def classifier_settings_parts(decoders: dict) -> list[str]:
                      f"blocks only the diffusion classifier got right and {t['only_other_right']} only the other, "
                      f"p = {t['p_value']:.2g}" for name, t in tests.items()) + ".")
     return [f"<p>{html.escape(text)}</p>"]
+
+
+def spectrum_parts(fidelity, names) -> list[str]:
+    """Where each set keeps its residual variance: the share in the training runs' 10 strongest components."""
+    spectrum = fidelity.get("residual_spectrum")
+    if not spectrum:
+        return []
+    sets = {"model": spectrum["synthetic"], "real held-out": spectrum["heldout_real"],
+            **{name: fidelity["generator_baselines"][name]["residual_spectrum"] for name in names
+               if "residual_spectrum" in fidelity["generator_baselines"][name]}}
+    rows = [[name, entry["total_variance"], entry["leading_10_share"], entry["leading_50_share"]] for name, entry in sets.items()]
+    return [f"<p>{html.escape(spectrum['note'])}.</p>",
+            table(rows, ["set", "residual variance (sum over components)", "share in the 10 strongest", "share in the 50 strongest"])]

@@ -127,13 +127,14 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
             n_clips += len(category_clips)
     elapsed = time.perf_counter() - started
     dynamics = {"method": sample_config["residual_dynamics"]}
-    if sample_config["residual_dynamics"] == "coloured" and run_volumes:  # fitted on the training runs only
+    if sample_config["residual_dynamics"] != "none" and run_volumes:  # fitted on the training runs only
         fit = np.isin(data.runs, meta["train_runs"])
         colouring = ResidualColouring(max_lag=clip_length - 1).fit(data.X[fit][:, data.mask], data.label_ids[fit], data.runs[fit])
         training = [data.X[data.runs == r][:, data.mask] for r in meta["train_runs"]]
         lag1 = {"training_runs": colouring.residual_lag1(training, [data.label_ids[data.runs == r] for r in meta["train_runs"]]),
                 "sampled": colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)}
-        for run, coloured in zip(run_volumes, colouring.colour([run[:, data.mask] for run in run_volumes], run_labels)):
+        for run, coloured in zip(run_volumes, colouring.colour([run[:, data.mask] for run in run_volumes], run_labels,
+                                                                 sample_config["residual_dynamics"] == "matched")):
             run[:, data.mask] = coloured
         lag1["coloured"] = colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)
         dynamics.update(max_lag=clip_length - 1, residual_lag1_variance_weighted=lag1)
