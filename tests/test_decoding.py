@@ -379,9 +379,16 @@ def test_mcnemar_exact_counts_the_discordant_units_only():
     a = np.array([True] * 8 + [True] * 5 + [False] * 3)
     b = np.array([False] * 8 + [True] * 5 + [False] * 3)
     found = mcnemar_exact(a, b)
-    assert found == {"only_this_right": 8, "only_other_right": 0, "p_value": pytest.approx(2 * 0.5 ** 8)}
+    assert found == {"only_this_right": 8, "only_other_right": 0, "p_value": pytest.approx(2 * 0.5 ** 8),
+                     "smallest_attainable_p_value": pytest.approx(2 * 0.5 ** 11)}  # b misses 11 units
     assert mcnemar_exact(b, a)["p_value"] == pytest.approx(found["p_value"])
-    assert mcnemar_exact(a, a) == {"only_this_right": 0, "only_other_right": 0, "p_value": 1.0}
+    assert mcnemar_exact(a, a)["p_value"] == 1.0 and mcnemar_exact(a, a)["only_this_right"] == 0
+    # a reference that misses 5 of 24 units (the block SVM on the held-out blocks): no decoder can beat it
+    # at p < 0.01 on them, the best possible split (5 against 0) gives 2 x 0.5^5 = 0.0625
+    reference = np.array([True] * 19 + [False] * 5)
+    perfect = mcnemar_exact(np.ones(24, bool), reference)
+    assert perfect["p_value"] == perfect["smallest_attainable_p_value"] == pytest.approx(0.0625)
+    assert mcnemar_exact(np.ones(24, bool), np.ones(24, bool))["smallest_attainable_p_value"] == 1.0
 
 
 def test_held_out_predictions_carry_the_accuracy_and_pair_up(prepared_slice):

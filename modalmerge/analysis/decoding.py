@@ -210,11 +210,17 @@ def held_out_predictions(predicted, truth, runs) -> dict:
 
 def mcnemar_exact(correct: np.ndarray, correct_other: np.ndarray) -> dict:
     """Exact two-sided McNemar test on paired correctness: of the units only one of two decoders gets
-    right, is the split further from even than chance allows?"""
+    right, is the split further from even than chance allows? ``smallest_attainable_p_value``: the p of
+    a decoder right on every unit the other gets wrong and wrong on none it gets right (2 x 0.5^k for
+    k units the other misses): no decoder can show itself better than the other at a smaller p on
+    these units."""
     correct, correct_other = np.asarray(correct, bool), np.asarray(correct_other, bool)
     only, only_other = int(np.sum(correct & ~correct_other)), int(np.sum(~correct & correct_other))
     p = binomtest(only, only + only_other, 0.5).pvalue if only + only_other else 1.0
-    return {"only_this_right": only, "only_other_right": only_other, "p_value": float(p)}
+    missed = int(np.sum(~correct_other))
+    best = binomtest(missed, missed, 0.5).pvalue if missed else 1.0
+    return {"only_this_right": only, "only_other_right": only_other, "p_value": float(p),
+            "smallest_attainable_p_value": float(best)}
 
 
 def paired_tests(result: dict, others: dict) -> dict:

@@ -142,7 +142,10 @@ def classifier_settings_parts(decoders: dict) -> list[str]:
                  "McNemar test): " + "; ".join(
                      f"{name.replace('_', ' ')}: {100 * t['accuracy_difference']:+.1f} points, {t['only_this_right']} "
                      f"blocks only the diffusion classifier got right and {t['only_other_right']} only the other, "
-                     f"p = {t['p_value']:.2g}" for name, t in tests.items()) + ".")
+                     f"p = {t['p_value']:.2g}"
+                     + (f" (the smallest p any decoder could reach against it on these blocks: "
+                        f"{t['smallest_attainable_p_value']:.2g})" if "smallest_attainable_p_value" in t else "")
+                     for name, t in tests.items()) + ".")
     return [f"<p>{html.escape(text)}</p>"]
 
 
