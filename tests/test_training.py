@@ -284,8 +284,17 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
         train = np.isin(data.runs, data.train_runs)
         colouring = ResidualColouring(max_lag=3).fit(data.X[train][:, data.mask], data.label_ids[train], data.runs[train])
         runs = [a["X"][a["design_run"] == r][:, data.mask] for r in data.test_runs]
-        expected = colouring.colour(runs, [a["label_ids"][a["design_run"] == r] for r in data.test_runs])
+        labels = [a["label_ids"][a["design_run"] == r] for r in data.test_runs]
+        expected = colouring.colour(runs, labels)
         assert np.allclose(b["X"][:, data.mask], np.concatenate(expected), atol=1e-5)
+    # matched: the same, with each component's variance first set to the training runs'
+    matched_out = sample_outputs(tmp_path / "matched")
+    matched = sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="matched"),
+                             matched_out, device="cpu")
+    assert matched["residual_dynamics"]["method"] == "matched"
+    with np.load(matched_out["npz"]) as m:
+        expected = colouring.colour(runs, labels, match_variance=True)
+        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
 
 
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():
