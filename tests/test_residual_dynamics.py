@@ -138,7 +138,7 @@ def test_colouring_refuses_unknown_labels_and_a_negative_lag():
 
 def test_matched_variance_gives_each_component_the_fitted_variance_before_colouring():
     """A generator that spreads its residual variance wrongly (0.5, 3 and 1 where the data have 2, 1.5 and
-    1) keeps it with plain colouring; with match_variance each component gets the fitted variance and still
+    1) keeps it with plain colouring; with variance="matched" each component gets the fitted variance and still
     the fitted lags, and the label means stay the generator's."""
     X, labels, runs, basis = known_process()
     colouring = ResidualColouring(max_lag=7).fit(X, labels, runs)
@@ -151,7 +151,7 @@ def test_matched_variance_gives_each_component_the_fitted_variance_before_colour
         return np.concatenate([(r - MEANS[y]) @ basis for r, y in zip(runs_, designs)]).var(0)
 
     plain = component_variance(colouring.colour(wrong, designs))
-    matched_runs = colouring.colour(wrong, designs, match_variance=True)
+    matched_runs = colouring.colour(wrong, designs, variance="matched")
     matched = component_variance(matched_runs)
     assert plain[0] < 0.5 and plain[1] > 6  # 0.25 and 9 kept
     assert np.allclose(matched, colouring.variances_[order], rtol=0.1)  # 4, 2.25, 1 as fitted
@@ -159,3 +159,9 @@ def test_matched_variance_gives_each_component_the_fitted_variance_before_colour
     for label in range(3):
         assert np.allclose(np.concatenate(matched_runs)[np.concatenate(designs) == label].mean(0),
                            np.concatenate(wrong)[np.concatenate(designs) == label].mean(0), atol=0.1)
+    # redistributed: the fitted shares (4 : 2.25 : 1 as fitted) at the generator's own total (0.25 + 9 + 1)
+    redistributed = component_variance(colouring.colour(wrong, designs, variance="redistributed"))
+    assert redistributed.sum() == pytest.approx(plain.sum(), rel=0.1)
+    assert np.allclose(redistributed / redistributed.sum(), colouring.variances_[order] / colouring.variances_.sum(), atol=0.03)
+    with pytest.raises(ValueError, match="variance must be one of"):
+        colouring.colour(wrong, designs, variance="doubled")

@@ -293,7 +293,13 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
                              matched_out, device="cpu")
     assert matched["residual_dynamics"]["method"] == "matched"
     with np.load(matched_out["npz"]) as m:
-        expected = colouring.colour(runs, labels, match_variance=True)
+        expected = colouring.colour(runs, labels, variance="matched")
+        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
+    redistributed_out = sample_outputs(tmp_path / "redistributed")
+    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="redistributed"),
+                   redistributed_out, device="cpu")
+    with np.load(redistributed_out["npz"]) as m:
+        expected = colouring.colour(runs, labels, variance="redistributed")
         assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
 
 

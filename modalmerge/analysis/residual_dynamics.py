@@ -24,6 +24,9 @@ from sklearn.utils.validation import check_is_fitted
 from .generator_baselines import component_temporal_correlation, within_category_covariance
 
 
+VARIANCES = ("kept", "matched", "redistributed")
+
+
 class ResidualColouring(BaseEstimator):
     """``fit(X (n, n_voxels), labels, runs)`` on training runs (volumes of a run consecutive, in order);
     ``colour([run volumes], [run labels])`` gives synthetic runs the fitted residual dynamics;
@@ -60,20 +63,25 @@ class ResidualColouring(BaseEstimator):
         return self._roots[n]
 
     def colour(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray],
-               match_variance: bool = False) -> list[np.ndarray]:
+               variance: str = "kept") -> list[np.ndarray]:
         """Each run (n_i, n_voxels) with its residual's components coloured in time; float32. The residual
         is taken around the runs' own mean of each label (over all the runs given), which is put back
         unchanged: a generator's category means are its own, and a constant offset (a mean that differs
-        from the training runs') is not white, so colouring it would amplify it. ``match_variance``: each
-        component is first scaled so that its variance over all the runs given is the fitted one
-        (``variances_``), whatever variance the generator gave it."""
+        from the training runs') is not white, so colouring it would amplify it. ``variance``: ``kept`` =
+        each component keeps the variance the generator gave it; ``matched`` = each is first scaled so that
+        its variance over all the runs given is the fitted one (``variances_``); ``redistributed`` = the
+        fitted ones times the generator's total residual variance over their sum (the training runs'
+        shares, the generator's total)."""
         check_is_fitted(self, "autocorrelation_")
+        if variance not in VARIANCES:
+            raise ValueError(f"variance must be one of {VARIANCES}; got {variance!r}.")
         means = own_label_means(run_volumes, run_labels)
         components = [(np.asarray(volumes, np.float64) - means[labels]) @ self.basis_
                       for volumes, labels in zip(run_volumes, run_labels, strict=True)]
-        if match_variance:
-            variance = np.concatenate(components).var(0)
-            scale = np.sqrt(self.variances_ / np.where(variance > 0, variance, np.inf))
+        if variance != "kept":
+            current = np.concatenate(components).var(0)
+            target = self.variances_ * (current.sum() / self.variances_.sum() if variance == "redistributed" else 1.0)
+            scale = np.sqrt(target / np.where(current > 0, current, np.inf))
             components = [z * scale for z in components]
         return [self._apply(z, means[labels]) for z, labels in zip(components, run_labels)]
 

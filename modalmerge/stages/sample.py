@@ -133,8 +133,8 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         training = [data.X[data.runs == r][:, data.mask] for r in meta["train_runs"]]
         lag1 = {"training_runs": colouring.residual_lag1(training, [data.label_ids[data.runs == r] for r in meta["train_runs"]]),
                 "sampled": colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)}
-        for run, coloured in zip(run_volumes, colouring.colour([run[:, data.mask] for run in run_volumes], run_labels,
-                                                                 sample_config["residual_dynamics"] == "matched")):
+        variance = {"coloured": "kept"}.get(sample_config["residual_dynamics"], sample_config["residual_dynamics"])
+        for run, coloured in zip(run_volumes, colouring.colour([run[:, data.mask] for run in run_volumes], run_labels, variance)):
             run[:, data.mask] = coloured
         lag1["coloured"] = colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)
         dynamics.update(max_lag=clip_length - 1, residual_lag1_variance_weighted=lag1)
