@@ -143,8 +143,8 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     results["voxel_std_map_correlation_ceiling"] = float(np.corrcoef(A_train.std(0), A_test.std(0))[0, 1])
     results["global_std"] = {"synthetic": own["global_std"], "heldout_real": float(A_test.std())}
     results["connectivity_similarity"] = own["connectivity_similarity"]
-    results["residual_spectrum"] = {"synthetic": own["residual_spectrum"], "heldout_real": F.residual_spectrum(A_test, y_test, real["basis"]),
-                                    "note": SPECTRUM_NOTE}
+    results["residual_spectrum"] = {"synthetic": own["residual_spectrum"],
+                                    "heldout_real": F.residual_spectrum(A_test, y_test, real["basis"]), "note": SPECTRUM_NOTE}
     results["connectivity_similarity_ceiling"] = F.connectivity_similarity(X_train, X_test, mask)
     results["temporal_autocorrelation"] = {"synthetic": own["temporal_autocorrelation"],
                                            "heldout_real": F.temporal_autocorrelation(X_test, data.runs[test], mask)}

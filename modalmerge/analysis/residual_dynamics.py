@@ -3,8 +3,9 @@
 Every network this project trained either models time and loses single-volume realism, or keeps its
 realism and leaves consecutive volumes nearly independent (bench/README.md sections 24, 25, 30). A run's
 residual (each volume minus the mean of its label) is modelled here as a stationary process along the
-eigenvectors of its within-category covariance, each eigenvector with its own autocorrelation (the strong components slow, the weak ones white). :class:`ResidualColouring`
-keeps a synthetic run's volumes and gives their residual that autocorrelation: along each eigenvector
+eigenvectors of its within-category covariance, each eigenvector with its own autocorrelation (the
+strong components slow, the weak ones white). :class:`ResidualColouring` keeps a synthetic run's
+volumes and gives their residual that autocorrelation: along each eigenvector
 ``u_j``, the run's component ``z_j`` (n volumes) becomes ``S_j z_j``, where ``S_j`` is the symmetric square
 root of the n x n Toeplitz matrix of the component's autocorrelation at lags 0 .. ``max_lag`` (zero
 beyond; negative eigenvalues set to zero; rows rescaled to unit norm). A component that is white in time
