@@ -108,17 +108,20 @@ def temporal_autocorrelation(X: np.ndarray, runs: np.ndarray, mask, lags=(1, 2, 
     return out
 
 
+def within_category_residual(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Volumes ``X`` minus the mean of their label (the categories and rest), in float64."""
+    X = np.asarray(X, np.float64)
+    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
+    return X - np.stack([means[c] for c in labels])
+
+
 def residual_spectrum(A: np.ndarray, labels: np.ndarray, basis: np.ndarray, leading=(10, 50)) -> dict:
     """How a set's residual variance (volumes ``A`` (n, n_voxels) minus the set's own mean of each label)
     spreads over the columns of ``basis`` (the training runs' within-category eigenvectors, strongest
     first): the total and the share in the leading ``k``. Real runs keep much of it in a few slow,
     spatially extended components; a generator that spreads it evenly has the right spread and the wrong
     connectivity and lags."""
-    A = np.asarray(A, np.float64)
-    residual = A.copy()
-    for label in np.unique(labels):
-        residual[labels == label] -= A[labels == label].mean(0)
-    variance = ((residual @ basis) ** 2).mean(0)
+    variance = ((within_category_residual(A, labels) @ basis) ** 2).mean(0)
     total = float(variance.sum())
     return {"total_variance": total, **{f"leading_{k}_share": float(variance[:k].sum() / total) for k in leading}}
 

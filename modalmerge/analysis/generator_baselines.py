@@ -162,18 +162,11 @@ def memorisation(A_syn: np.ndarray, A_test: np.ndarray, A_train: np.ndarray) -> 
             "median_nearest_training_distance_heldout_real": real, "memorisation_ratio": synthetic / real}
 
 
-def within_category_residual(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Volumes ``X`` minus the mean of their label (the categories and rest), in float64."""
-    X = np.asarray(X, np.float64)
-    means = {c: X[labels == c].mean(0) for c in np.unique(labels)}
-    return X - np.stack([means[c] for c in labels])
-
-
 def within_category_covariance(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Ledoit-Wolf covariance ``(n_voxels, n_voxels)`` of volumes ``X`` around the mean of their label
     (the categories and rest): the Gaussian part of the data that a label does not explain (what the
     sampler's ``gaussian_posterior`` variance draws its missing noise from)."""
-    return LedoitWolf().fit(within_category_residual(X, labels)).covariance_
+    return LedoitWolf().fit(F.within_category_residual(X, labels)).covariance_
 
 
 def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.ndarray, basis: np.ndarray,
@@ -185,7 +178,7 @@ def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.n
     The biased estimator (lag sums over all volumes) keeps every matrix positive semi-definite."""
     if length < 1:
         raise ValueError(f"length must be >= 1; got {length}.")
-    components = within_category_residual(X, labels) @ np.asarray(basis, np.float64)
+    components = F.within_category_residual(X, labels) @ np.asarray(basis, np.float64)
     sums = np.zeros((length, components.shape[1]))
     for run in np.unique(runs):
         series = components[runs == run]

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from .fidelity_metrics import within_category_residual
 from .generator_baselines import component_temporal_correlation, within_category_covariance
 
 
@@ -76,15 +77,14 @@ class ResidualColouring(BaseEstimator):
         check_is_fitted(self, "autocorrelation_")
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}; got {variance!r}.")
-        means = own_label_means(run_volumes, run_labels)
-        components = [(np.asarray(volumes, np.float64) - means[labels]) @ self.basis_
-                      for volumes, labels in zip(run_volumes, run_labels, strict=True)]
+        volumes, residual = pooled_residual(run_volumes, run_labels)
+        components = residual @ self.basis_
         if variance != "kept":
-            current = np.concatenate(components).var(0)
+            current = components.var(0)
             target = self.variances_ * (current.sum() / self.variances_.sum() if variance == "redistributed" else 1.0)
-            scale = np.sqrt(target / np.where(current > 0, current, np.inf))
-            components = [z * scale for z in components]
-        return [self._apply(z, means[labels]) for z, labels in zip(components, run_labels)]
+            components = components * np.sqrt(target / np.where(current > 0, current, np.inf))
+        means = volumes - residual
+        return [self._apply(z, m) for z, m in zip(split_runs(components, run_labels), split_runs(means, run_labels))]
 
     def sample(self, run_labels: list[np.ndarray]) -> np.ndarray:
         """The linear part alone: the fitted means plus a Gaussian residual of the within-category
@@ -100,11 +100,9 @@ class ResidualColouring(BaseEstimator):
         own label means (0 for a residual white in time; the training runs' own value after
         :meth:`colour` of a white residual)."""
         check_is_fitted(self, "autocorrelation_")
-        means = own_label_means(run_volumes, run_labels)
         products, squares = np.zeros(len(self.variances_)), np.zeros(len(self.variances_))
-        for volumes, labels in zip(run_volumes, run_labels, strict=True):
-            components = (np.asarray(volumes, np.float64) - means[labels]) @ self.basis_
-            components -= components.mean(0)
+        for components in split_runs(pooled_residual(run_volumes, run_labels)[1] @ self.basis_, run_labels):
+            components = components - components.mean(0)
             products += (components[1:] * components[:-1]).sum(0)
             squares += (components ** 2).sum(0)
         return float(products.sum() / squares.sum())
@@ -121,10 +119,15 @@ class ResidualColouring(BaseEstimator):
         return np.stack([self.means_[int(c)] for c in labels])
 
 
-def own_label_means(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> np.ndarray:
-    """``(max label + 1, n_voxels)``: the mean volume of each label over all the runs (rows of absent labels 0)."""
+def pooled_residual(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The runs concatenated (float64) and their residual around the runs' own mean of each label (over all
+    the runs given)."""
+    if len(run_volumes) != len(run_labels):
+        raise ValueError(f"{len(run_volumes)} runs of volumes but {len(run_labels)} of labels.")
     volumes = np.concatenate([np.asarray(v, np.float64) for v in run_volumes])
-    labels = np.concatenate(run_labels).astype(int)
-    sums = np.zeros((labels.max() + 1, volumes.shape[1]))
-    np.add.at(sums, labels, volumes)
-    return sums / np.maximum(np.bincount(labels), 1)[:, None]
+    return volumes, within_category_residual(volumes, np.concatenate(run_labels))
+
+
+def split_runs(pooled: np.ndarray, run_labels: list[np.ndarray]) -> list[np.ndarray]:
+    """``pooled`` rows cut back into runs of the lengths of ``run_labels``."""
+    return np.split(pooled, np.cumsum([len(labels) for labels in run_labels])[:-1])

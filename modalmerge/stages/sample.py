@@ -28,6 +28,8 @@ from ..diffusion.sequences import sample_sequences, window_starts
 from ..runtime import choose_device, inference_precision, model_autocast, usable_threads
 
 log = logging.getLogger("modalmerge")
+# sample.residual_dynamics -> what ResidualColouring.colour does to each component's variance
+COLOUR_VARIANCE = {"coloured": "kept", "matched": "matched", "redistributed": "redistributed"}
 
 
 def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray, guidance_scale: float,
@@ -75,9 +77,9 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     sampler = checkpoint_sampler(meta, sample_config["sampler"], sample_config["steps"], sample_config["eta"],
                                  sample_config["variance"])
     prior = None
+    fit = np.isin(data.runs, meta["train_runs"])  # what the sampler's prior and the colouring are fitted on
+    X_fit, labels_fit = data.X[fit][:, data.mask], data.label_ids[fit]
     if sample_config["variance"] == "gaussian_posterior":  # the training runs' covariance, never the held-out runs'
-        fit = np.isin(data.runs, meta["train_runs"])
-        X_fit, labels_fit = data.X[fit][:, data.mask], data.label_ids[fit]
         covariance = within_category_covariance(X_fit, labels_fit)
         prior = {"covariance": "Ledoit-Wolf, within category", "runs": [int(r) for r in meta["train_runs"]],
                  "n_volumes": int(fit.sum()), "frames": sample_config["posterior_frames"]}
@@ -128,15 +130,15 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     elapsed = time.perf_counter() - started
     dynamics = {"method": sample_config["residual_dynamics"]}
     if sample_config["residual_dynamics"] != "none" and run_volumes:  # fitted on the training runs only
-        fit = np.isin(data.runs, meta["train_runs"])
-        colouring = ResidualColouring(max_lag=clip_length - 1).fit(data.X[fit][:, data.mask], data.label_ids[fit], data.runs[fit])
+        colouring = ResidualColouring(max_lag=clip_length - 1).fit(X_fit, labels_fit, data.runs[fit])
         training = [data.X[data.runs == r][:, data.mask] for r in meta["train_runs"]]
+        inside = [run[:, data.mask] for run in run_volumes]
         lag1 = {"training_runs": colouring.residual_lag1(training, [data.label_ids[data.runs == r] for r in meta["train_runs"]]),
-                "sampled": colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)}
-        variance = {"coloured": "kept"}.get(sample_config["residual_dynamics"], sample_config["residual_dynamics"])
-        for run, coloured in zip(run_volumes, colouring.colour([run[:, data.mask] for run in run_volumes], run_labels, variance)):
+                "sampled": colouring.residual_lag1(inside, run_labels)}
+        inside = colouring.colour(inside, run_labels, COLOUR_VARIANCE[sample_config["residual_dynamics"]])
+        for run, coloured in zip(run_volumes, inside):
             run[:, data.mask] = coloured
-        lag1["coloured"] = colouring.residual_lag1([run[:, data.mask] for run in run_volumes], run_labels)
+        lag1["coloured"] = colouring.residual_lag1(inside, run_labels)
         dynamics.update(max_lag=clip_length - 1, residual_lag1_variance_weighted=lag1)
 
     synthetic = np.concatenate(run_volumes) if run_volumes else np.zeros((0, *meta["grid_shape"]), np.float32)
