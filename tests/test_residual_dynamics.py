@@ -165,3 +165,14 @@ def test_matched_variance_gives_each_component_the_fitted_variance_before_colour
     assert np.allclose(redistributed / redistributed.sum(), colouring.variances_[order] / colouring.variances_.sum(), atol=0.03)
     with pytest.raises(ValueError, match="variance must be one of"):
         colouring.colour(wrong, designs, variance="doubled")
+
+
+def test_the_residual_lag1_diagnostic_centres_each_run():
+    """Runs white in time but each shifted by its own constant (a run offset, as z-scoring per run leaves in
+    a pooled residual) have no lag: the stage's diagnostic must not read the offsets as slow signal."""
+    X, labels, runs, basis = known_process()
+    colouring = ResidualColouring(max_lag=7).fit(X, labels, runs)
+    designs = [labels[runs == r % 8] for r in range(12)]
+    rng = np.random.default_rng(6)
+    shifted = [run + 3.0 * rng.normal(size=3) for run in time_blind_runs(basis, designs, seed=7)]
+    assert abs(colouring.residual_lag1(shifted, designs)) < 0.05
