@@ -176,3 +176,43 @@ def test_the_residual_lag1_diagnostic_centres_each_run():
     rng = np.random.default_rng(6)
     shifted = [run + 3.0 * rng.normal(size=3) for run in time_blind_runs(basis, designs, seed=7)]
     assert abs(colouring.residual_lag1(shifted, designs)) < 0.05
+
+
+def test_whitening_first_keeps_a_generators_own_autocorrelation_from_compounding_with_the_fitted_one():
+    """A generator whose residual is already slow (every component AR(1) with 0.5, right variances) gets more
+    than the fitted lags and more than the fitted variance from colouring alone (the colouring assumes a white
+    input); whitened first, it gets the fitted lags and, with variance="matched", the fitted variances."""
+    X, labels, runs, basis = known_process()
+    colouring = ResidualColouring(max_lag=7).fit(X, labels, runs)
+    designs = [labels[runs == r % 8] for r in range(24)]
+    slow = known_process_with(designs, basis, phi=np.full(3, 0.5), seed=7)
+    order = np.argsort(colouring.variances_)[::-1]
+    fitted = colouring.autocorrelation_[order]
+
+    def component_variance(runs_):
+        return np.concatenate([(r - MEANS[y]) @ basis for r, y in zip(runs_, designs)]).var(0)
+
+    compounded = colouring.colour(slow, designs, variance="matched")
+    whitened = colouring.colour(slow, designs, variance="matched", whiten=True)
+    assert component_lag(compounded, designs, basis, 1)[2] > 0.3  # the white component: 0.5 kept, not 0
+    assert component_variance(compounded)[0] > 1.15 * colouring.variances_[order][0]  # the slow one inflated
+    for lag in (1, 2, 3):
+        assert np.abs(component_lag(whitened, designs, basis, lag) - fitted[:, lag]).max() < 0.05, lag
+    assert np.allclose(component_variance(whitened), colouring.variances_[order], rtol=0.1)
+    # an input white in time is left as it was by the whitening (up to its estimation noise)
+    blind = time_blind_runs(basis, designs, seed=1)
+    assert np.allclose(np.concatenate(colouring.colour(blind, designs, whiten=True)),
+                       np.concatenate(colouring.colour(blind, designs)), atol=0.35)
+
+
+def known_process_with(designs, basis, phi, seed):
+    """Runs along ``designs`` whose components are AR(1) with coefficients ``phi`` at the stationary std SCALE."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for y in designs:
+        z = np.zeros((len(y), 3))
+        z[0] = rng.normal(size=3)
+        for t in range(1, len(y)):
+            z[t] = phi * z[t - 1] + np.sqrt(1 - phi ** 2) * rng.normal(size=3)
+        out.append((z * SCALE) @ basis.T + MEANS[y])
+    return out

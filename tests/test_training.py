@@ -301,6 +301,12 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
     with np.load(redistributed_out["npz"]) as m:
         expected = colouring.colour(runs, labels, variance="redistributed")
         assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
+    whitened_out = sample_outputs(tmp_path / "whitened")
+    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="whitened"),
+                   whitened_out, device="cpu")
+    with np.load(whitened_out["npz"]) as m:
+        expected = colouring.colour(runs, labels, variance="matched", whiten=True)
+        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
 
 
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():

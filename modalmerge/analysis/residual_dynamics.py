@@ -27,6 +27,7 @@ from .generator_baselines import component_temporal_correlation, within_category
 
 
 VARIANCES = ("kept", "matched", "redistributed")
+WHITEN_FLOOR = 0.05  # smallest eigenvalue of an estimated autocorrelation Toeplitz matrix that whitening inverts
 
 
 class ResidualColouring(BaseEstimator):
@@ -55,17 +56,12 @@ class ResidualColouring(BaseEstimator):
         """``(n_components, n, n)``: each component's colouring matrix for a run of ``n`` volumes."""
         check_is_fitted(self, "autocorrelation_")
         if n not in self._roots:
-            padded = np.zeros((len(self.autocorrelation_), n))
-            keep = min(n, self.autocorrelation_.shape[1])
-            padded[:, :keep] = self.autocorrelation_[:, :keep]
-            toeplitz = padded[:, np.abs(np.subtract.outer(np.arange(n), np.arange(n)))]
-            values, vectors = np.linalg.eigh(toeplitz)
-            root = (vectors * np.sqrt(np.maximum(values, 0))[:, None, :]) @ np.transpose(vectors, (0, 2, 1))
+            root = toeplitz_power(self.autocorrelation_, n, 0.5)
             self._roots[n] = root / np.linalg.norm(root, axis=2, keepdims=True)
         return self._roots[n]
 
     def colour(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray],
-               variance: str = "kept") -> list[np.ndarray]:
+               variance: str = "kept", whiten: bool = False) -> list[np.ndarray]:
         """Each run (n_i, n_voxels) with its residual's components coloured in time; float32. The residual
         is taken around the runs' own mean of each label (over all the runs given), which is put back
         unchanged: a generator's category means are its own, and a constant offset (a mean that differs
@@ -73,12 +69,19 @@ class ResidualColouring(BaseEstimator):
         each component keeps the variance the generator gave it; ``matched`` = each is first scaled so that
         its variance over all the runs given is the fitted one (``variances_``); ``redistributed`` = the
         fitted ones times the generator's total residual variance over their sum (the training runs'
-        shares, the generator's total)."""
+        shares, the generator's total). ``whiten``: before that, each run's components are made white in
+        time with the inverse symmetric root of the Toeplitz matrix of their own autocorrelation at lags
+        0 .. ``max_lag`` over the runs given (eigenvalues floored at ``WHITEN_FLOOR``), so that the colouring,
+        which assumes a white input, does not compound the generator's own autocorrelation with the fitted one."""
         check_is_fitted(self, "autocorrelation_")
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}; got {variance!r}.")
         volumes, residual = pooled_residual(run_volumes, run_labels)
         components = residual @ self.basis_
+        if whiten:
+            own = run_autocorrelation(split_runs(components, run_labels), self.max_lag)
+            components = np.concatenate([np.einsum("jts,sj->tj", toeplitz_power(own, len(z), -0.5, WHITEN_FLOOR), z)
+                                         for z in split_runs(components, run_labels)])
         if variance != "kept":
             current = components.var(0)
             target = self.variances_ * (current.sum() / self.variances_.sum() if variance == "redistributed" else 1.0)
@@ -131,3 +134,28 @@ def pooled_residual(run_volumes: list[np.ndarray], run_labels: list[np.ndarray])
 def split_runs(pooled: np.ndarray, run_labels: list[np.ndarray]) -> list[np.ndarray]:
     """``pooled`` rows cut back into runs of the lengths of ``run_labels``."""
     return np.split(pooled, np.cumsum([len(labels) for labels in run_labels])[:-1])
+
+
+def toeplitz_power(autocorrelation: np.ndarray, n: int, power: float, floor: float = 0.0) -> np.ndarray:
+    """``(k, n, n)``: the symmetric ``power`` of each row's n x n Toeplitz matrix of ``autocorrelation``
+    ``(k, lags)`` (lags 0, 1, ...; zero beyond), eigenvalues first raised to at least ``floor`` (0 drops the
+    negative ones, for a root)."""
+    padded = np.zeros((len(autocorrelation), n))
+    keep = min(n, autocorrelation.shape[1])
+    padded[:, :keep] = autocorrelation[:, :keep]
+    values, vectors = np.linalg.eigh(padded[:, np.abs(np.subtract.outer(np.arange(n), np.arange(n)))])
+    values = np.maximum(values, floor)
+    scaled = np.where(values > 0, values, 1.0) ** power * (values > 0)
+    return (vectors * scaled[:, None, :]) @ np.transpose(vectors, (0, 2, 1))
+
+
+def run_autocorrelation(runs: list[np.ndarray], max_lag: int) -> np.ndarray:
+    """``(n_components, max_lag + 1)``: each column's autocorrelation at lags 0 .. ``max_lag``, pooled over
+    the runs (each ``(n_i, n_components)``, already centred; biased estimator, lag 0 = 1)."""
+    sums = np.zeros((max_lag + 1, runs[0].shape[1]))
+    for series in runs:
+        for lag in range(min(max_lag + 1, len(series))):
+            sums[lag] += (series[lag:] * series[:len(series) - lag]).sum(0)
+    lags = sums / np.where(sums[0] > 0, sums[0], 1)
+    lags[0] = 1.0
+    return lags.T

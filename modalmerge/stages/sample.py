@@ -28,8 +28,10 @@ from ..diffusion.sequences import sample_sequences, window_starts
 from ..runtime import choose_device, inference_precision, model_autocast, usable_threads
 
 log = logging.getLogger("modalmerge")
-# sample.residual_dynamics -> what ResidualColouring.colour does to each component's variance
-COLOUR_VARIANCE = {"coloured": "kept", "matched": "matched", "redistributed": "redistributed"}
+# sample.residual_dynamics -> what ResidualColouring.colour does to each component (its variance, whether it is
+# first made white in time)
+COLOUR_OPTIONS = {"coloured": {"variance": "kept"}, "matched": {"variance": "matched"},
+                  "redistributed": {"variance": "redistributed"}, "whitened": {"variance": "matched", "whiten": True}}
 
 
 def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray, guidance_scale: float,
@@ -135,7 +137,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         inside = [run[:, data.mask] for run in run_volumes]
         lag1 = {"training_runs": colouring.residual_lag1(training, [data.label_ids[data.runs == r] for r in meta["train_runs"]]),
                 "sampled": colouring.residual_lag1(inside, run_labels)}
-        inside = colouring.colour(inside, run_labels, COLOUR_VARIANCE[sample_config["residual_dynamics"]])
+        inside = colouring.colour(inside, run_labels, **COLOUR_OPTIONS[sample_config["residual_dynamics"]])
         for run, coloured in zip(run_volumes, inside):
             run[:, data.mask] = coloured
         lag1["coloured"] = colouring.residual_lag1(inside, run_labels)
