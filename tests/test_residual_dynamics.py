@@ -199,6 +199,14 @@ def test_whitening_first_keeps_a_generators_own_autocorrelation_from_compounding
     for lag in (1, 2, 3):
         assert np.abs(component_lag(whitened, designs, basis, lag) - fitted[:, lag]).max() < 0.05, lag
     assert np.allclose(component_variance(whitened), colouring.variances_[order], rtol=0.1)
+    # matched_after: the same slow input, coloured, then each component scaled to the fitted variance: the
+    # variances exactly, the lags those of colouring alone (compounded), the label means the generator's
+    after = colouring.colour(slow, designs, variance="matched_after")
+    assert np.allclose(component_variance(after), colouring.variances_[order], rtol=0.02)
+    assert np.allclose(component_lag(after, designs, basis, 1), component_lag(compounded, designs, basis, 1), atol=0.02)
+    for label in range(3):
+        assert np.allclose(np.concatenate(after)[np.concatenate(designs) == label].mean(0),
+                           np.concatenate(slow)[np.concatenate(designs) == label].mean(0), atol=0.3)
     # an input white in time is left as it was by the whitening (up to its estimation noise)
     blind = time_blind_runs(basis, designs, seed=1)
     assert np.allclose(np.concatenate(colouring.colour(blind, designs, whiten=True)),

@@ -307,6 +307,12 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
     with np.load(whitened_out["npz"]) as m:
         expected = colouring.colour(runs, labels, variance="matched", whiten=True)
         assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
+    after_out = sample_outputs(tmp_path / "matched_after")
+    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="matched_after"),
+                   after_out, device="cpu")
+    with np.load(after_out["npz"]) as m:
+        expected = colouring.colour(runs, labels, variance="matched_after")
+        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
 
 
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():

@@ -26,7 +26,7 @@ from .fidelity_metrics import within_category_residual
 from .generator_baselines import component_temporal_correlation, within_category_covariance
 
 
-VARIANCES = ("kept", "matched", "redistributed")
+VARIANCES = ("kept", "matched", "redistributed", "matched_after")
 WHITEN_FLOOR = 0.05  # smallest eigenvalue of an estimated autocorrelation Toeplitz matrix that whitening inverts
 
 
@@ -69,7 +69,9 @@ class ResidualColouring(BaseEstimator):
         each component keeps the variance the generator gave it; ``matched`` = each is first scaled so that
         its variance over all the runs given is the fitted one (``variances_``); ``redistributed`` = the
         fitted ones times the generator's total residual variance over their sum (the training runs'
-        shares, the generator's total). ``whiten``: before that, each run's components are made white in
+        shares, the generator's total); ``matched_after`` = each coloured component is scaled so that its
+        variance over all the runs given is the fitted one (after the colouring, which adds variance to a
+        component that is not white in time). ``whiten``: before that, each run's components are made white in
         time with the inverse symmetric root of the Toeplitz matrix of their own autocorrelation at lags
         0 .. ``max_lag`` over the runs given (eigenvalues floored at ``WHITEN_FLOOR``), so that the colouring,
         which assumes a white input, does not compound the generator's own autocorrelation with the fitted one."""
@@ -82,11 +84,15 @@ class ResidualColouring(BaseEstimator):
             own = run_autocorrelation(split_runs(components, run_labels), self.max_lag)
             components = np.concatenate([np.einsum("jts,sj->tj", toeplitz_power(own, len(z), -0.5, WHITEN_FLOOR), z)
                                          for z in split_runs(components, run_labels)])
-        if variance != "kept":
+        if variance in ("matched", "redistributed"):
             current = components.var(0)
-            target = self.variances_ * (current.sum() / self.variances_.sum() if variance == "redistributed" else 1.0)
-            components = components * np.sqrt(target / np.where(current > 0, current, np.inf))
+            components = scaled_to(components, self.variances_ * (current.sum() / self.variances_.sum()
+                                                                  if variance == "redistributed" else 1.0))
         means = volumes - residual
+        if variance == "matched_after":
+            coloured = scaled_to(np.concatenate([self._colour(z) for z in split_runs(components, run_labels)]), self.variances_)
+            return [(m + z @ self.basis_.T).astype(np.float32)
+                    for z, m in zip(split_runs(coloured, run_labels), split_runs(means, run_labels))]
         return [self._apply(z, m) for z, m in zip(split_runs(components, run_labels), split_runs(means, run_labels))]
 
     def sample(self, run_labels: list[np.ndarray]) -> np.ndarray:
@@ -110,9 +116,11 @@ class ResidualColouring(BaseEstimator):
             squares += (components ** 2).sum(0)
         return float(products.sum() / squares.sum())
 
+    def _colour(self, components: np.ndarray) -> np.ndarray:
+        return np.einsum("jts,sj->tj", self.roots(len(components)), components)
+
     def _apply(self, components: np.ndarray, means: np.ndarray) -> np.ndarray:
-        coloured = np.einsum("jts,sj->tj", self.roots(len(components)), components)
-        return (means + coloured @ self.basis_.T).astype(np.float32)
+        return (means + self._colour(components) @ self.basis_.T).astype(np.float32)
 
     def _means_of(self, labels: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "means_")
@@ -134,6 +142,12 @@ def pooled_residual(run_volumes: list[np.ndarray], run_labels: list[np.ndarray])
 def split_runs(pooled: np.ndarray, run_labels: list[np.ndarray]) -> list[np.ndarray]:
     """``pooled`` rows cut back into runs of the lengths of ``run_labels``."""
     return np.split(pooled, np.cumsum([len(labels) for labels in run_labels])[:-1])
+
+
+def scaled_to(components: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Each column scaled so that its variance is ``target``'s entry (a column without variance is left as it is)."""
+    current = components.var(0)
+    return components * np.sqrt(target / np.where(current > 0, current, np.inf))
 
 
 def toeplitz_power(autocorrelation: np.ndarray, n: int, power: float, floor: float = 0.0) -> np.ndarray:

@@ -31,7 +31,8 @@ log = logging.getLogger("modalmerge")
 # sample.residual_dynamics -> what ResidualColouring.colour does to each component (its variance, whether it is
 # first made white in time)
 COLOUR_OPTIONS = {"coloured": {"variance": "kept"}, "matched": {"variance": "matched"},
-                  "redistributed": {"variance": "redistributed"}, "whitened": {"variance": "matched", "whiten": True}}
+                  "redistributed": {"variance": "redistributed"}, "whitened": {"variance": "matched", "whiten": True},
+                  "matched_after": {"variance": "matched_after"}}
 
 
 def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray, guidance_scale: float,
