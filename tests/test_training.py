@@ -287,33 +287,19 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
         labels = [a["label_ids"][a["design_run"] == r] for r in data.test_runs]
         expected = colouring.colour(runs, labels)
         assert np.allclose(b["X"][:, data.mask], np.concatenate(expected), atol=1e-5)
-    # matched: the same, with each component's variance first set to the training runs'
-    matched_out = sample_outputs(tmp_path / "matched")
-    matched = sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="matched"),
-                             matched_out, device="cpu")
-    assert matched["residual_dynamics"]["method"] == "matched"
-    with np.load(matched_out["npz"]) as m:
-        expected = colouring.colour(runs, labels, variance="matched")
-        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
-    redistributed_out = sample_outputs(tmp_path / "redistributed")
-    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="redistributed"),
-                   redistributed_out, device="cpu")
-    with np.load(redistributed_out["npz"]) as m:
-        expected = colouring.colour(runs, labels, variance="redistributed")
-        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
-    whitened_out = sample_outputs(tmp_path / "whitened")
-    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="whitened"),
-                   whitened_out, device="cpu")
-    with np.load(whitened_out["npz"]) as m:
-        expected = colouring.colour(runs, labels, variance="matched", whiten=True)
-        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
-    after_out = sample_outputs(tmp_path / "matched_after")
-    sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="matched_after"),
-                   after_out, device="cpu")
-    with np.load(after_out["npz"]) as m:
-        expected = colouring.colour(runs, labels, variance="matched_after")
-        assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4)
-
+    # the other settings: the class's colour() with the stage's options on the same draws (matched: each
+    # component's variance first set to the training runs'; whitened: made white in time before that;
+    # matched_after: scaled after the colouring)
+    for method, options in (("matched", {"variance": "matched"}), ("redistributed", {"variance": "redistributed"}),
+                            ("whitened", {"variance": "matched", "whiten": True}),
+                            ("matched_after", {"variance": "matched_after"})):
+        method_out = sample_outputs(tmp_path / method)
+        summary = sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics=method),
+                                 method_out, device="cpu")
+        assert summary["residual_dynamics"]["method"] == method
+        with np.load(method_out["npz"]) as m:
+            expected = colouring.colour(runs, labels, **options)
+            assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4), method
 
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():
     from modalmerge.config import validate_config
