@@ -300,6 +300,16 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
         with np.load(method_out["npz"]) as m:
             expected = colouring.colour(runs, labels, **options)
             assert np.allclose(m["X"][:, data.mask], np.concatenate(expected), atol=1e-4), method
+    # standardize_runs: the same runs, each then z-scored voxel by voxel as the real runs are
+    standard_out = sample_outputs(tmp_path / "standardized")
+    assert sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics="matched", standardize_runs=True),
+                          standard_out, device="cpu")["standardize_runs"] is True
+    with np.load(standard_out["npz"]) as z, np.load(tmp_path / "matched" / "synthetic.npz") as m:
+        for run in data.test_runs:
+            inside = z["X"][z["design_run"] == run][:, data.mask]
+            assert np.allclose(inside.mean(0), 0, atol=1e-5) and np.allclose(inside.std(0, ddof=1), 1, atol=1e-4)
+            plain = m["X"][m["design_run"] == run][:, data.mask]
+            assert np.allclose(inside, (plain - plain.mean(0)) / plain.std(0, ddof=1), atol=1e-4)
 
 def test_the_gaussian_posterior_variance_is_refused_where_it_does_not_apply():
     from modalmerge.config import validate_config

@@ -35,6 +35,13 @@ COLOUR_OPTIONS = {"coloured": {"variance": "kept"}, "matched": {"variance": "mat
                   "matched_after": {"variance": "matched_after"}}
 
 
+def standardized_run(volumes: np.ndarray) -> np.ndarray:
+    """One run's volumes (n, n_voxels) z-scored voxel by voxel over the run (the sample sd, as the real runs'
+    ``zscore_sample``); a voxel without variance is only centred."""
+    sd = volumes.std(0, ddof=1)
+    return ((volumes - volumes.mean(0)) / np.where(sd > 0, sd, 1)).astype(volumes.dtype)
+
+
 def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray, guidance_scale: float,
                       batch_size: int, generator: torch.Generator, snapshot_every: int | None = None):
     """Sample clips for ``labels`` (n, T) in batches: ``(samples (n, T, x, y, z), snapshots of the first batch)``."""
@@ -144,6 +151,9 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         lag1["coloured"] = colouring.residual_lag1(inside, run_labels)
         dynamics.update(max_lag=clip_length - 1, residual_lag1_variance_weighted=lag1)
 
+    if sample_config["standardize_runs"]:  # as mask-and-normalize z-scores each real run, voxel by voxel
+        for run in run_volumes:
+            run[:, data.mask] = standardized_run(run[:, data.mask])
     synthetic = np.concatenate(run_volumes) if run_volumes else np.zeros((0, *meta["grid_shape"]), np.float32)
     synthetic_labels = np.concatenate(run_labels) if run_labels else np.zeros(0, int)
     design = np.concatenate(run_design) if run_design else np.zeros(0, int)
@@ -188,7 +198,7 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
     summary = {
         "sampler": sample_config["sampler"], "steps": len(sampler.timesteps), "guidance_scale": guidance,
         "variance": sample_config["variance"], "gaussian_prior": prior,
-        "overlap": overlap, "residual_dynamics": dynamics,
+        "overlap": overlap, "residual_dynamics": dynamics, "standardize_runs": sample_config["standardize_runs"],
         "seed": sample_config["seed"], "device": str(device), "threads": torch.get_num_threads(),
         "inference_precision": precision,
         "n_clips": int(n_clips), "n_synthetic_volumes": int(len(synthetic) + category_clips.shape[0] * clip_length),
