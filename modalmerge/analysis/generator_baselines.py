@@ -179,14 +179,30 @@ def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.n
     if length < 1:
         raise ValueError(f"length must be >= 1; got {length}.")
     components = F.within_category_residual(X, labels) @ np.asarray(basis, np.float64)
-    sums = np.zeros((length, components.shape[1]))
-    for run in np.unique(runs):
-        series = components[runs == run]
-        if len(series) < length:
-            raise ValueError(f"run {run} has {len(series)} volumes, fewer than the clip length {length}.")
-        for lag in range(length):
-            sums[lag] += (series[lag:] * series[:len(series) - lag]).sum(0)
-    lags = sums / np.where(sums[0] > 0, sums[0], 1)
-    lags[0] = 1.0  # a component without variance: uncorrelated
+    series = [components[runs == run] for run in np.unique(runs)]
+    for run, one in zip(np.unique(runs), series):
+        if len(one) < length:
+            raise ValueError(f"run {run} has {len(one)} volumes, fewer than the clip length {length}.")
+    lags = autocorrelation(series, length)
     index = np.abs(np.subtract.outer(np.arange(length), np.arange(length)))
     return np.transpose(lags[index], (2, 0, 1))
+
+
+def lag_sums(series: list[np.ndarray], n_lags: int) -> np.ndarray:
+    """``(n_lags, n_columns)``: per column, the sum over the series (each ``(n_i, n_columns)``, consecutive
+    volumes of one run) of the products of values ``lag`` apart, lags 0 .. n_lags - 1."""
+    sums = np.zeros((n_lags, series[0].shape[1]))
+    for one in series:
+        for lag in range(min(n_lags, len(one))):
+            sums[lag] += (one[lag:] * one[:len(one) - lag]).sum(0)
+    return sums
+
+
+def autocorrelation(series: list[np.ndarray], n_lags: int) -> np.ndarray:
+    """``(n_lags, n_columns)``: each column's autocorrelation at lags 0 .. n_lags - 1 pooled over the series
+    (:func:`lag_sums` over the lag-0 sum: the biased estimator, whose Toeplitz matrices are positive
+    semi-definite); a column without variance is uncorrelated (lag 0 = 1, the rest 0)."""
+    sums = lag_sums(series, n_lags)
+    lags = sums / np.where(sums[0] > 0, sums[0], 1)
+    lags[0] = 1.0
+    return lags

@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .fidelity_metrics import within_category_residual
-from .generator_baselines import component_temporal_correlation, within_category_covariance
+from .generator_baselines import autocorrelation, component_temporal_correlation, lag_sums, within_category_covariance
 
 
 VARIANCES = ("kept", "matched", "redistributed", "matched_after")
@@ -81,27 +81,26 @@ class ResidualColouring(BaseEstimator):
         volumes, residual = pooled_residual(run_volumes, run_labels)
         components = residual @ self.basis_
         if whiten:
-            own = run_autocorrelation(split_runs(components, run_labels), self.max_lag)
+            runs = split_runs(components, run_labels)
+            own = autocorrelation(runs, self.max_lag + 1).T
             components = np.concatenate([np.einsum("jts,sj->tj", toeplitz_power(own, len(z), -0.5, WHITEN_FLOOR), z)
-                                         for z in split_runs(components, run_labels)])
+                                         for z in runs])
         if variance in ("matched", "redistributed"):
             current = components.var(0)
             components = scaled_to(components, self.variances_ * (current.sum() / self.variances_.sum()
                                                                   if variance == "redistributed" else 1.0))
-        means = volumes - residual
+        coloured = [self._colour(z) for z in split_runs(components, run_labels)]
         if variance == "matched_after":
-            coloured = scaled_to(np.concatenate([self._colour(z) for z in split_runs(components, run_labels)]), self.variances_)
-            return [(m + z @ self.basis_.T).astype(np.float32)
-                    for z, m in zip(split_runs(coloured, run_labels), split_runs(means, run_labels))]
-        return [self._apply(z, m) for z, m in zip(split_runs(components, run_labels), split_runs(means, run_labels))]
+            coloured = split_runs(scaled_to(np.concatenate(coloured), self.variances_), run_labels)
+        return [self._volumes(z, m) for z, m in zip(coloured, split_runs(volumes - residual, run_labels))]
 
     def sample(self, run_labels: list[np.ndarray]) -> np.ndarray:
         """The linear part alone: the fitted means plus a Gaussian residual of the within-category
         covariance, coloured like :meth:`colour`; the runs concatenated, float32."""
         check_is_fitted(self, "autocorrelation_")
         rng = np.random.default_rng(self.seed)
-        runs = [self._apply(rng.standard_normal((len(labels), len(self.variances_))) * np.sqrt(self.variances_),
-                            self._means_of(labels)) for labels in run_labels]
+        runs = [self._volumes(self._colour(rng.standard_normal((len(labels), len(self.variances_))) * np.sqrt(self.variances_)),
+                              self._means_of(labels)) for labels in run_labels]
         return np.concatenate(runs)
 
     def residual_lag1(self, run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> float:
@@ -109,18 +108,15 @@ class ResidualColouring(BaseEstimator):
         own label means (0 for a residual white in time; the training runs' own value after
         :meth:`colour` of a white residual)."""
         check_is_fitted(self, "autocorrelation_")
-        products, squares = np.zeros(len(self.variances_)), np.zeros(len(self.variances_))
-        for components in split_runs(pooled_residual(run_volumes, run_labels)[1] @ self.basis_, run_labels):
-            components = components - components.mean(0)
-            products += (components[1:] * components[:-1]).sum(0)
-            squares += (components ** 2).sum(0)
+        runs = split_runs(pooled_residual(run_volumes, run_labels)[1] @ self.basis_, run_labels)
+        squares, products = lag_sums([components - components.mean(0) for components in runs], 2)
         return float(products.sum() / squares.sum())
 
     def _colour(self, components: np.ndarray) -> np.ndarray:
         return np.einsum("jts,sj->tj", self.roots(len(components)), components)
 
-    def _apply(self, components: np.ndarray, means: np.ndarray) -> np.ndarray:
-        return (means + self._colour(components) @ self.basis_.T).astype(np.float32)
+    def _volumes(self, coloured: np.ndarray, means: np.ndarray) -> np.ndarray:
+        return (means + coloured @ self.basis_.T).astype(np.float32)
 
     def _means_of(self, labels: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "means_")
@@ -162,14 +158,3 @@ def toeplitz_power(autocorrelation: np.ndarray, n: int, power: float, floor: flo
     scaled = np.where(values > 0, values, 1.0) ** power * (values > 0)
     return (vectors * scaled[:, None, :]) @ np.transpose(vectors, (0, 2, 1))
 
-
-def run_autocorrelation(runs: list[np.ndarray], max_lag: int) -> np.ndarray:
-    """``(n_components, max_lag + 1)``: each column's autocorrelation at lags 0 .. ``max_lag``, pooled over
-    the runs (each ``(n_i, n_components)``, already centred; biased estimator, lag 0 = 1)."""
-    sums = np.zeros((max_lag + 1, runs[0].shape[1]))
-    for series in runs:
-        for lag in range(min(max_lag + 1, len(series))):
-            sums[lag] += (series[lag:] * series[:len(series) - lag]).sum(0)
-    lags = sums / np.where(sums[0] > 0, sums[0], 1)
-    lags[0] = 1.0
-    return lags.T

@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from nilearn.signal import clean
 
 from ..analysis.attention import attention_maps, attention_selectivity, temporal_attention_lags
 from ..analysis.generator_baselines import component_temporal_correlation, within_category_covariance
@@ -34,12 +35,6 @@ COLOUR_OPTIONS = {"coloured": {"variance": "kept"}, "matched": {"variance": "mat
                   "redistributed": {"variance": "redistributed"}, "whitened": {"variance": "matched", "whiten": True},
                   "matched_after": {"variance": "matched_after"}}
 
-
-def standardized_run(volumes: np.ndarray) -> np.ndarray:
-    """One run's volumes (n, n_voxels) z-scored voxel by voxel over the run (the sample sd, as the real runs'
-    ``zscore_sample``); a voxel without variance is only centred."""
-    sd = volumes.std(0, ddof=1)
-    return ((volumes - volumes.mean(0)) / np.where(sd > 0, sd, 1)).astype(volumes.dtype)
 
 
 def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray, guidance_scale: float,
@@ -151,9 +146,9 @@ def sample_subject(checkpoint_path: str | Path, volumes_path: str | Path, sample
         lag1["coloured"] = colouring.residual_lag1(inside, run_labels)
         dynamics.update(max_lag=clip_length - 1, residual_lag1_variance_weighted=lag1)
 
-    if sample_config["standardize_runs"]:  # as mask-and-normalize z-scores each real run, voxel by voxel
+    if sample_config["standardize_runs"]:  # nilearn's z-scoring of each real run in mask-and-normalize, voxel by voxel
         for run in run_volumes:
-            run[:, data.mask] = standardized_run(run[:, data.mask])
+            run[:, data.mask] = clean(run[:, data.mask], detrend=False, standardize="zscore_sample")
     synthetic = np.concatenate(run_volumes) if run_volumes else np.zeros((0, *meta["grid_shape"]), np.float32)
     synthetic_labels = np.concatenate(run_labels) if run_labels else np.zeros(0, int)
     design = np.concatenate(run_design) if run_design else np.zeros(0, int)
