@@ -224,3 +224,43 @@ def known_process_with(designs, basis, phi, seed):
             z[t] = phi * z[t - 1] + np.sqrt(1 - phi ** 2) * rng.normal(size=3)
         out.append((z * SCALE) @ basis.T + MEANS[y])
     return out
+
+
+def with_run_offsets(run_volumes, designs, size=1.5):
+    """Run r's label means shifted by an offset per label of its own (the same for runs r and r + 8), as real
+    runs' block means differ from run to run."""
+    offsets = size * np.random.default_rng(3).normal(size=(8, 3, 3))
+    return [v + offsets[r % 8][y] for r, (v, y) in enumerate(zip(run_volumes, designs))]
+
+
+def test_run_matched_gives_each_runs_own_residual_the_training_runs_and_keeps_each_runs_label_means():
+    """Training runs whose label means differ from run to run: the pooled residual carries those differences,
+    a run's residual around its own label means does not. run_matched scales a generator's run residuals (twice
+    too large, around their own label means, which also differ from run to run) to the training runs' value of
+    the same quantity and keeps each run's label means (here the training runs'), so each run's total variance comes
+    out as the training runs'; matched, which gives the pooled value on top of the runs' own means, overshoots it."""
+    X, labels, runs, basis = known_process()
+    X = np.concatenate(with_run_offsets([X[runs == r] for r in range(8)], [labels[runs == r] for r in range(8)]))
+    colouring = ResidualColouring(max_lag=7).fit(X, labels, runs)
+    assert colouring.run_variances_.sum() == pytest.approx((SCALE ** 2).sum(), rel=0.1)  # 7.25: the offsets left out
+    assert colouring.variances_.sum() > colouring.run_variances_.sum() + 4  # ~6.75 of offsets in the pooled residual
+    designs = [labels[runs == r % 8] for r in range(24)]
+    wide = [(v - MEANS[y]) * 2 + MEANS[y] for v, y in zip(time_blind_runs(basis, designs, seed=1), designs)]
+    wide = with_run_offsets(wide, designs)  # each run's label means right
+    matched = colouring.colour(wide, designs, variance="run_matched")
+
+    def run_residual_variance(runs_):
+        return np.concatenate([(r - np.stack([r[y == c].mean(0) for c in range(3)])[y]) @ colouring.basis_
+                               for r, y in zip(runs_, designs)]).var(0)
+
+    assert np.allclose(run_residual_variance(matched), colouring.run_variances_, rtol=0.1)
+    for run, given, y in zip(matched, wide, designs):
+        for label in range(3):  # each run's own label means put back (up to the colouring's leak across blocks)
+            assert np.allclose(run[y == label].mean(0), given[y == label].mean(0), atol=0.35)
+
+    def run_total(runs_):
+        return np.mean([r.var(0).sum() for r in runs_])
+
+    real = run_total([X[runs == r] for r in range(8)])
+    assert run_total(matched) == pytest.approx(real, rel=0.1)
+    assert run_total(colouring.colour(wide, designs, variance="matched")) > 1.2 * real  # 1.24

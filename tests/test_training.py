@@ -289,10 +289,10 @@ def test_residual_dynamics_colour_the_sampled_runs_with_the_training_runs_lags(t
         assert np.allclose(b["X"][:, data.mask], np.concatenate(expected), atol=1e-5)
     # the other settings: the class's colour() with the stage's options on the same draws (matched: each
     # component's variance first set to the training runs'; whitened: made white in time before that;
-    # matched_after: scaled after the colouring)
+    # matched_after: scaled after the colouring; run_matched: each run's residual around its own label means)
     for method, options in (("matched", {"variance": "matched"}), ("redistributed", {"variance": "redistributed"}),
                             ("whitened", {"variance": "matched", "whiten": True}),
-                            ("matched_after", {"variance": "matched_after"})):
+                            ("matched_after", {"variance": "matched_after"}), ("run_matched", {"variance": "run_matched"})):
         method_out = sample_outputs(tmp_path / method)
         summary = sample_subject(tiny_model, prepared_slice["volumes"], dict(config, residual_dynamics=method),
                                  method_out, device="cpu")

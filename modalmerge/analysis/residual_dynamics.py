@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.covariance import LedoitWolf
 from sklearn.utils.validation import check_is_fitted
 
 from .fidelity_metrics import within_category_residual
 from .generator_baselines import autocorrelation, component_temporal_correlation, lag_sums, within_category_covariance
 
 
-VARIANCES = ("kept", "matched", "redistributed", "matched_after")
+VARIANCES = ("kept", "matched", "redistributed", "matched_after", "run_matched")
 WHITEN_FLOOR = 0.05  # smallest eigenvalue of an estimated autocorrelation Toeplitz matrix that whitening inverts
 
 
@@ -47,6 +48,11 @@ class ResidualColouring(BaseEstimator):
         self.means_ = {int(c): X[labels == c].mean(0) for c in np.unique(labels)}
         variances, basis = np.linalg.eigh(within_category_covariance(X, labels))
         self.variances_, self.basis_ = np.maximum(variances, 0), basis
+        # each run's residual around its own label means (what a z-scored run's fixed total splits into, beside
+        # its own label means), Ledoit-Wolf over the runs, along the same eigenvectors
+        ids = np.unique(runs)
+        within_runs = LedoitWolf().fit(run_residual([X[runs == r] for r in ids], [labels[runs == r] for r in ids])[1])
+        self.run_variances_ = np.maximum(np.einsum("vj,vw,wj->j", basis, within_runs.covariance_, basis), 0)
         lags = component_temporal_correlation(X, labels, runs, basis, self.max_lag + 1)
         self.autocorrelation_ = lags[:, 0, :]  # (n_components, max_lag + 1), lag 0 = 1
         self._roots = {}
@@ -71,20 +77,26 @@ class ResidualColouring(BaseEstimator):
         fitted ones times the generator's total residual variance over their sum (the training runs'
         shares, the generator's total); ``matched_after`` = each coloured component is scaled so that its
         variance over all the runs given is the fitted one (after the colouring, which adds variance to a
-        component that is not white in time). ``whiten``: before that, each run's components are made white in
+        component that is not white in time); ``run_matched`` = matched with the residual of each run taken around that
+        run's own label means (put back unchanged) and the fitted variance the training runs' of the same quantity
+        (``run_variances_``: a z-scored real run's total is fixed, and how it splits between its own label means and
+        its residual varies from run to run, so the pooled residual's variance added to a generator's own label
+        means overshoots the total). ``whiten``: before that, each run's components are made white in
         time with the inverse symmetric root of the Toeplitz matrix of their own autocorrelation at lags
         0 .. ``max_lag`` over the runs given (eigenvalues floored at ``WHITEN_FLOOR``), so that the colouring,
         which assumes a white input, does not compound the generator's own autocorrelation with the fitted one."""
         check_is_fitted(self, "autocorrelation_")
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}; got {variance!r}.")
-        volumes, residual = pooled_residual(run_volumes, run_labels)
+        volumes, residual = (run_residual if variance == "run_matched" else pooled_residual)(run_volumes, run_labels)
         components = residual @ self.basis_
         if whiten:
             runs = split_runs(components, run_labels)
             own = autocorrelation(runs, self.max_lag + 1).T
             components = np.concatenate([np.einsum("jts,sj->tj", toeplitz_power(own, len(z), -0.5, WHITEN_FLOOR), z)
                                          for z in runs])
+        if variance == "run_matched":
+            components = scaled_to(components, self.run_variances_)
         if variance in ("matched", "redistributed"):
             current = components.var(0)
             components = scaled_to(components, self.variances_ * (current.sum() / self.variances_.sum()
@@ -129,10 +141,21 @@ class ResidualColouring(BaseEstimator):
 def pooled_residual(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The runs concatenated (float64) and their residual around the runs' own mean of each label (over all
     the runs given)."""
+    volumes = concatenated(run_volumes, run_labels)
+    return volumes, within_category_residual(volumes, np.concatenate(run_labels))
+
+
+def run_residual(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The runs concatenated (float64) and each run's residual around that run's own mean of each label."""
+    volumes = concatenated(run_volumes, run_labels)
+    return volumes, np.concatenate([within_category_residual(v, y)
+                                    for v, y in zip(split_runs(volumes, run_labels), run_labels)])
+
+
+def concatenated(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> np.ndarray:
     if len(run_volumes) != len(run_labels):
         raise ValueError(f"{len(run_volumes)} runs of volumes but {len(run_labels)} of labels.")
-    volumes = np.concatenate([np.asarray(v, np.float64) for v in run_volumes])
-    return volumes, within_category_residual(volumes, np.concatenate(run_labels))
+    return np.concatenate([np.asarray(v, np.float64) for v in run_volumes])
 
 
 def split_runs(pooled: np.ndarray, run_labels: list[np.ndarray]) -> list[np.ndarray]:

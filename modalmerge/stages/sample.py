@@ -33,7 +33,7 @@ log = logging.getLogger("modalmerge")
 # first made white in time)
 COLOUR_OPTIONS = {"coloured": {"variance": "kept"}, "matched": {"variance": "matched"},
                   "redistributed": {"variance": "redistributed"}, "whitened": {"variance": "matched", "whiten": True},
-                  "matched_after": {"variance": "matched_after"}}
+                  "matched_after": {"variance": "matched_after"}, "run_matched": {"variance": "run_matched"}}
 
 
 
