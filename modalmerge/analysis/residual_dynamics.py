@@ -153,6 +153,7 @@ def run_residual(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) ->
 
 
 def concatenated(run_volumes: list[np.ndarray], run_labels: list[np.ndarray]) -> np.ndarray:
+    """The runs' volumes concatenated in float64, after checking that every run has its labels."""
     if len(run_volumes) != len(run_labels):
         raise ValueError(f"{len(run_volumes)} runs of volumes but {len(run_labels)} of labels.")
     return np.concatenate([np.asarray(v, np.float64) for v in run_volumes])
