@@ -50,8 +50,8 @@ class ResidualColouring(BaseEstimator):
         self.variances_, self.basis_ = np.maximum(variances, 0), basis
         # each run's residual around its own label means (what a z-scored run's fixed total splits into, beside
         # its own label means), Ledoit-Wolf over the runs, along the same eigenvectors
-        ids = np.unique(runs)
-        within_runs = LedoitWolf().fit(run_residual([X[runs == r] for r in ids], [labels[runs == r] for r in ids])[1])
+        within_runs = LedoitWolf().fit(np.concatenate([within_category_residual(X[runs == r], labels[runs == r])
+                                                       for r in np.unique(runs)]))
         self.run_variances_ = np.maximum(np.einsum("vj,vw,wj->j", basis, within_runs.covariance_, basis), 0)
         lags = component_temporal_correlation(X, labels, runs, basis, self.max_lag + 1)
         self.autocorrelation_ = lags[:, 0, :]  # (n_components, max_lag + 1), lag 0 = 1
@@ -95,12 +95,11 @@ class ResidualColouring(BaseEstimator):
             own = autocorrelation(runs, self.max_lag + 1).T
             components = np.concatenate([np.einsum("jts,sj->tj", toeplitz_power(own, len(z), -0.5, WHITEN_FLOOR), z)
                                          for z in runs])
-        if variance == "run_matched":
-            components = scaled_to(components, self.run_variances_)
-        if variance in ("matched", "redistributed"):
-            current = components.var(0)
-            components = scaled_to(components, self.variances_ * (current.sum() / self.variances_.sum()
-                                                                  if variance == "redistributed" else 1.0))
+        if variance in ("matched", "redistributed", "run_matched"):
+            target = self.run_variances_ if variance == "run_matched" else self.variances_
+            if variance == "redistributed":
+                target = target * (components.var(0).sum() / target.sum())
+            components = scaled_to(components, target)
         coloured = [self._colour(z) for z in split_runs(components, run_labels)]
         if variance == "matched_after":
             coloured = split_runs(scaled_to(np.concatenate(coloured), self.variances_), run_labels)

@@ -36,7 +36,6 @@ COLOUR_OPTIONS = {"coloured": {"variance": "kept"}, "matched": {"variance": "mat
                   "matched_after": {"variance": "matched_after"}, "run_matched": {"variance": "run_matched"}}
 
 
-
 def sample_in_batches(diffusion: GaussianDiffusion, sampler, labels: np.ndarray, guidance_scale: float,
                       batch_size: int, generator: torch.Generator, snapshot_every: int | None = None):
     """Sample clips for ``labels`` (n, T) in batches: ``(samples (n, T, x, y, z), snapshots of the first batch)``."""
