@@ -119,8 +119,14 @@ def test_real_runs_of_the_synthetic_size_are_scored_like_a_generator(prepared_sl
         # real runs carry real temporal structure: lag-1 autocorrelation as in the held-out runs (0.32-0.38 measured)
         assert group["temporal_autocorrelation"]["lag1"] == pytest.approx(
             results["temporal_autocorrelation"]["heldout_real"]["lag1"], abs=0.1)
+    # any groups may be asked for (bench/real_triples.py scores all 84 sets of three): a group scored on
+    # its own gets the numbers it got among the disjoint ones, a mixed group its own
+    from modalmerge.analysis.fidelity import heldout_reference, real_runs_reference
+    chosen = real_runs_reference(data, heldout_reference(data, 0, 20), 3, groups=[[4, 5, 6], [1, 5, 9]])
+    assert chosen["groups"] == [[4, 5, 6], [1, 5, 9]]
+    assert chosen["per_group"][0] == reference["per_group"][1]
+    assert chosen["per_group"][1]["tstr_accuracy"] != reference["per_group"][1]["tstr_accuracy"]
     # a synthetic set of more runs than the training data has: no reference, and the note says why
-    from modalmerge.analysis.fidelity import real_runs_reference
     empty = real_runs_reference(data, {}, n_runs=len(data.train_runs) + 1)
     assert empty["groups"] == [] and "fewer than" in empty["note"]
 

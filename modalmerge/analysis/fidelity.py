@@ -123,11 +123,8 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     # beyond SSIM: the numbers every generator is compared on (set_metrics), then their ceilings
     A_syn, A_test, A_train = X_syn[:, mask], X_test[:, mask], X_train[:, mask]
     cat_train, cat_test = np.isin(y_train, categories), np.isin(y_test, categories)
-    decoder = linear_svm().fit(A_train[cat_train], y_train[cat_train])
-    real = dict(X_test=X_test, y_test=y_test, X_train=X_train, y_train=y_train, mask=mask,
-                categories=categories, window=window, data_range=data_range, decoder=decoder, seed=seed,
-                n_permutations=n_permutations)
-    real["basis"] = np.linalg.eigh(within_category_covariance(A_train, y_train))[1][:, ::-1]  # strongest first
+    real = heldout_reference(data, seed, n_permutations)
+    decoder = real["decoder"]
     segments = contiguous_segments(synthetic["design_run"])
     own = set_metrics(X_syn, y_syn, segments, **real)
     corr_ceiling = F.map_correlation(train_means, real_means, mask)
@@ -226,7 +223,22 @@ def generator_baselines(data: PreparedData, real: dict, max_lag: int = 7) -> dic
     return out
 
 
-def real_runs_reference(data: PreparedData, real: dict, n_runs: int) -> dict:
+def heldout_reference(data: PreparedData, seed: int = 0, n_permutations: int = 200) -> dict:
+    """What :func:`set_metrics` scores every set against: the held-out and training volumes, the mask,
+    the SSIM window and range, the category decoder fitted on the training runs, and the training runs'
+    within-category eigenvectors (strongest first), as keyword arguments."""
+    train, test, mask = ~data.is_test, data.is_test, data.mask
+    X_train, y_train = data.X[train], data.label_ids[train]
+    A_train, in_categories = X_train[:, mask], np.isin(y_train, data.categories)
+    return dict(X_test=data.X[test], y_test=data.label_ids[test], X_train=X_train, y_train=y_train, mask=mask,
+                categories=data.categories, window=F.ssim_window(mask),
+                data_range=float(A_train.max() - A_train.min()),
+                decoder=linear_svm().fit(A_train[in_categories], y_train[in_categories]), seed=seed,
+                n_permutations=n_permutations,
+                basis=np.linalg.eigh(within_category_covariance(A_train, y_train))[1][:, ::-1])
+
+
+def real_runs_reference(data: PreparedData, real: dict, n_runs: int, groups: list | None = None) -> dict:
     """Real training runs scored as if they were a synthetic set of the same size: what real data of
     this subject reaches on every set-level measure at the synthetic set's number of runs.
 
@@ -236,10 +248,13 @@ def real_runs_reference(data: PreparedData, real: dict, n_runs: int) -> dict:
     cut into disjoint groups of ``n_runs`` consecutive runs; each group is scored with
     :func:`set_metrics` against the held-out runs, with the training set (memorisation) and the
     category-fidelity decoder taken from the other training runs. Returns the groups, each group's
-    numbers, and ``{"groups": [], "note"}`` where fewer than ``n_runs`` training runs exist.
+    numbers, and ``{"groups": [], "note"}`` where fewer than ``n_runs`` training runs exist. ``groups``
+    (lists of training runs) replaces the disjoint groups (``bench/real_triples.py`` scores every
+    combination).
     """
     runs = data.train_runs
-    groups = [runs[i:i + n_runs] for i in range(0, len(runs) - n_runs + 1, n_runs)]
+    if groups is None:
+        groups = [runs[i:i + n_runs] for i in range(0, len(runs) - n_runs + 1, n_runs)]
     if not groups:
         return {"runs_per_group": n_runs, "groups": [], "per_group": [],
                 "note": f"not computed: {len(runs)} training runs, fewer than the synthetic set's {n_runs} runs"}
