@@ -12,7 +12,8 @@ those measures real sets were favoured over any generator (section 36).
 
 Here each synthetic run of the model (the sample stage's ``synthetic.npz`` of each seed) and of the
 classical generator (``gaussian_var1``, sampled as the evaluate stage does with evaluation seed N) is
-put through the same preprocessing as a real run (nilearn ``clean``: ``detrend=True``,
+put through the same preprocessing as a real run (``preprocessed_like_real`` of the evaluate stage, since
+2026-11-29 ``preprocessed_like_real`` in ``fidelity.json``: nilearn ``clean`` with ``detrend=True``,
 ``standardize="zscore_sample"``, voxel by voxel over the run), and scored with the evaluate stage's
 ``set_metrics`` against runs 10-12 (evaluation seed N, as in that seed's fidelity.json). The
 unconstrained numbers are computed too; they reproduce the ``fidelity.json`` of each seed. Nothing is
@@ -30,13 +31,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from nilearn.signal import clean
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 from modalmerge.analysis import fidelity_metrics as F  # noqa: E402
-from modalmerge.analysis.fidelity import contiguous_segments, heldout_reference  # noqa: E402
-from modalmerge.analysis.generator_baselines import LinearGaussianGenerator, set_metrics  # noqa: E402
+from modalmerge.analysis.fidelity import contiguous_segments  # noqa: E402
+from modalmerge.analysis.fidelity_reference import generator_sets, heldout_reference, preprocessed_like_real  # noqa: E402
+from modalmerge.analysis.generator_baselines import set_metrics  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 
 MEASURES = {  # name: (reader of a set_metrics entry, better)
@@ -50,26 +51,6 @@ MEASURES = {  # name: (reader of a set_metrics entry, better)
     "autocorrelation lag 2": (lambda g: g["temporal_autocorrelation"]["lag2"], "closer to real"),
     "autocorrelation lag 3": (lambda g: g["temporal_autocorrelation"]["lag3"], "closer to real"),
 }
-
-
-def constrained(X: np.ndarray, segments: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Each run (segment) detrended and z-scored voxel by voxel, as mask-and-normalize does a real run."""
-    out = X.copy()
-    for run in np.unique(segments):
-        block = out[segments == run]
-        block[:, mask] = clean(block[:, mask], detrend=True, standardize="zscore_sample")
-        out[segments == run] = block
-    return out
-
-
-def classical_set(data: PreparedData, seed: int):
-    """``gaussian_var1`` sampled along the held-out runs' designs exactly as the evaluate stage does."""
-    train, test, mask = ~data.is_test, data.is_test, data.mask
-    designs = [data.label_ids[test & (data.runs == run)] for run in data.test_runs]
-    generator = LinearGaussianGenerator(seed).fit(data.X[train][:, mask], data.label_ids[train], data.runs[train])
-    X = np.zeros((sum(len(d) for d in designs), *mask.shape), np.float32)
-    X[:, mask] = generator.sample(designs)
-    return X, np.concatenate(designs), np.repeat(np.arange(len(designs)), [len(d) for d in designs])
 
 
 def main(argv=None) -> int:
@@ -89,9 +70,9 @@ def main(argv=None) -> int:
         real = heldout_reference(data, seed)
         with np.load(path) as npz:
             model = (npz["X"], npz["label_ids"], contiguous_segments(npz["design_run"]))
-        for name, (X, y, segments) in (("model", model), ("classical", classical_set(data, seed))):
+        for name, (X, y, segments) in (("model", model), ("classical", generator_sets(data, seed)["gaussian_var1"])):
             scores[name]["plain"].append(set_metrics(X, y, segments, **real))
-            scores[name]["constrained"].append(set_metrics(constrained(X, segments, data.mask), y, segments, **real))
+            scores[name]["constrained"].append(set_metrics(preprocessed_like_real(X, segments, data.mask), y, segments, **real))
         print(f"seed {seed} done", flush=True)
     real_sets = json.loads(args.real_sets.read_text())["per_group"] if args.real_sets else []
     rows = []

@@ -23,6 +23,7 @@ rule evaluate_ssim:
         ),
     params:
         evaluate=config["evaluate"],
+        prep={key: config["prep"][key] for key in ("detrend", "standardize")},
     threads: LIGHT_THREADS
     conda:
         "../environment.yml"

@@ -131,6 +131,44 @@ def test_real_runs_of_the_synthetic_size_are_scored_like_a_generator(prepared_sl
     assert empty["groups"] == [] and "fewer than" in empty["note"]
 
 
+def test_synthetic_runs_are_preprocessed_like_real_runs(prepared_slice):
+    """preprocessed_like_real gives a synthetic run the constraint mask-and-normalize left on every real
+    run (no linear trend, each voxel's mean 0 and sample sd 1 over the run), leaves real runs as they are,
+    and in fidelity.json a set of real runs scores the same with and without it."""
+    from modalmerge.analysis.fidelity_reference import preprocessed_like_real
+    data = PreparedData.load(prepared_slice["volumes"])
+    test, mask = data.is_test, data.mask
+    real_runs = data.X[test]
+    assert np.allclose(preprocessed_like_real(real_runs, data.runs[test], mask), real_runs, atol=1e-4)
+    # a set of two runs with an offset, a scale and a trend of its own per voxel
+    rng = np.random.default_rng(0)
+    segments = np.repeat([0, 1], 60)
+    X = np.zeros((120, *mask.shape), np.float32)
+    time = np.tile(np.arange(60), 2)[:, None]
+    X[:, mask] = rng.normal(size=(120, mask.sum())) * rng.uniform(0.5, 2, mask.sum()) + 3 + 0.05 * time
+    out = preprocessed_like_real(X, segments, mask)
+    for run in (0, 1):
+        A = out[segments == run][:, mask]
+        assert np.abs(A.mean(0)).max() < 1e-4 and np.abs(A.std(0, ddof=1) - 1).max() < 1e-4
+        assert abs(np.corrcoef(np.arange(60), A.mean(1))[0, 1]) < 1e-3  # the trend is gone
+    assert np.array_equal(out[:, ~mask], X[:, ~mask])
+    demeaned = preprocessed_like_real(X, segments, mask, detrend=False, standardize="psc")
+    assert np.allclose(demeaned[segments == 0][:, mask].mean(0), 0, atol=1e-4)
+    assert np.allclose(demeaned[segments == 0][:, mask].std(0), X[segments == 0][:, mask].std(0), rtol=1e-4)  # no rescaling
+    with pytest.raises(ValueError, match="prep.standardize"):
+        preprocessed_like_real(X, segments, mask, standardize="zscore")
+    # the held-out runs scored as a synthetic set: the constraint is already there, nothing moves
+    results, _ = evaluate_fidelity(data, as_synthetic(real_runs, data.label_ids[test], data.runs[test]), n_permutations=20)
+    found = results["preprocessed_like_real"]
+    assert found["preprocessing"] == {"detrend": True, "standardize": "zscore_sample"}
+    for key in ("connectivity_similarity", "c2st_rbf_accuracy", "tstr_accuracy"):
+        assert found["synthetic"][key] == pytest.approx(results[key], abs=1e-3), key
+    # a classical generator's runs do move: its run means are free, the real runs' are 0
+    assert set(found["generator_baselines"]) == {"gaussian_var1", "gaussian_coloured"}
+    var1 = results["generator_baselines"]["gaussian_var1"]
+    assert found["generator_baselines"]["gaussian_var1"]["c2st_accuracy"] < var1["c2st_accuracy"] - 0.2
+
+
 def test_innovations_are_white_and_invert_exactly():
     """The hybrid generator's split: the linear part removed leaves standardised innovations without
     the process's autocorrelation, and putting it back rebuilds the volumes."""

@@ -94,6 +94,13 @@ def test_summary_json_holds_the_numbers_of_the_stage_outputs(workflow_dir):
     assert same_size["values"] == [g["connectivity_similarity"] for g in groups]
     assert same_size["min"] <= same_size["mean"] <= same_size["max"]
     assert "real_runs_same_size" not in realism["model_better"]
+    # the set-level measures again with the synthetic runs preprocessed like real runs, beside the same real groups
+    preprocessed, found = realism["preprocessed_like_real"], fidelity["preprocessed_like_real"]
+    rbf = preprocessed["measures"]["C2ST accuracy, RBF (0.5 ideal)"]
+    assert rbf["model"] == found["synthetic"]["c2st_rbf_accuracy"] != fidelity["c2st_rbf_accuracy"]
+    assert rbf["gaussian_var1"] == found["generator_baselines"]["gaussian_var1"]["c2st_rbf_accuracy"]
+    assert rbf["real_runs_same_size"]["values"] == [g["c2st_rbf_accuracy"] for g in groups]
+    assert preprocessed["of"] == len(preprocessed["measures"]) == 7
 
 
 def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
@@ -108,6 +115,7 @@ def test_the_html_headline_shows_the_numbers_of_the_stage_outputs(workflow_dir):
     assert f"model better on {realism['model_better']['gaussian_var1']} of 14 measures" in headline
     assert "Against the classical generator" in page
     assert "real runs, same size: mean [min, max]" in page and "groups of 3 (1-2-3, 4-5-6, 7-8-9)" in page
+    assert "Synthetic runs preprocessed like the real runs" in page
     assert "share in the 10 strongest" in page  # where each set keeps its residual variance
     assert f"{fidelity['residual_spectrum']['heldout_real']['leading_10_share']:.3f}" in page
     assert "attention vs selectivity (Spearman)" in page  # the interpretability numbers, whatever they say

@@ -13,9 +13,10 @@ import pandas as pd
 
 from ..data.dataset import PreparedData
 from . import fidelity_metrics as F
-from .decoding import linear_svm, linear_svm_accuracy
-from .generator_baselines import LinearGaussianGenerator, set_metrics, within_category_covariance
-from .residual_dynamics import ResidualColouring
+from .decoding import linear_svm_accuracy
+from .fidelity_reference import (GENERATOR_NOTE, generator_baselines, generator_sets, heldout_reference,
+                                 preprocessed_reference, real_runs_reference)
+from .generator_baselines import set_metrics
 
 RAW_SSIM_NOTE = ("Raw-intensity SSIM compares images dominated by the static EPI anatomy: every protocol, "
                  "noise included, scores near 1, so it says nothing about brain activity. Shown only to "
@@ -28,8 +29,11 @@ def contiguous_segments(design_run: np.ndarray) -> np.ndarray:
     return np.cumsum(np.r_[True, design_run[1:] != design_run[:-1]])
 
 
-def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_permutations: int = 200) -> tuple[dict, pd.DataFrame]:
+def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_permutations: int = 200,
+                      preprocessing: dict | None = None) -> tuple[dict, pd.DataFrame]:
     """All fidelity numbers; ``synthetic`` holds ``X`` (n, x, y, z), ``label_ids``, ``design_run``.
+    ``preprocessing`` (the ``prep`` block's ``detrend`` and ``standardize``; default the schema's, true and
+    zscore_sample) is what ``preprocessed_like_real`` puts every synthetic run through.
 
     Returns ``(results, per_category_table)``.
     """
@@ -179,9 +183,12 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
         "ratio": own["memorisation_ratio"],
         "note": "ratio well below 1 would mean synthetic volumes sit closer to training volumes than new real data does (copying)",
     }
-    results["generator_baselines"] = generator_baselines(data, real, int(synthetic.get("residual_max_lag", 7)))
+    classical = generator_sets(data, seed, int(synthetic.get("residual_max_lag", 7)))
+    results["generator_baselines"] = generator_baselines(data, real, sets=classical)
     results["generator_baselines_note"] = GENERATOR_NOTE
     results["real_runs_reference"] = real_runs_reference(data, real, n_runs=len(np.unique(segments)))
+    results["preprocessed_like_real"] = preprocessed_reference(
+        X_syn, y_syn, segments, classical, real, preprocessing or {"detrend": True, "standardize": "zscore_sample"})
 
     table = pd.DataFrame({
         "category": [class_names[c] for c in categories],
@@ -196,87 +203,6 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
 
 SPECTRUM_NOTE = ("variance of the residual (volumes minus the set's own label means) along the training runs' "
                  "within-category Ledoit-Wolf eigenvectors, strongest first: total and the share in the leading 10 and 50")
-
-
-GENERATOR_NOTE = ("classical generators evaluated with the same numbers on the held-out runs' label sequences: "
-                  "gaussian_var1 = training category means + voxelwise AR(1) residual with Ledoit-Wolf spatially "
-                  "correlated innovations (fitted on the training runs only); gaussian_coloured = training category means "
-                  "+ Gaussian residual of the within-category Ledoit-Wolf covariance, each of its eigencomponents given "
-                  "the training runs' autocorrelation at lags 0 .. max_lag (the linear part of sample.residual_dynamics: "
-                  "coloured)")
-
-
-def generator_baselines(data: PreparedData, real: dict, max_lag: int = 7) -> dict:
-    """The classical generators, fitted on the training runs, sampled on the held-out runs' designs,
-    scored with :func:`set_metrics` like the model: ``gaussian_var1`` and ``gaussian_coloured`` (lags up
-    to ``max_lag``, the sample stage's)."""
-    train, test, mask = ~data.is_test, data.is_test, data.mask
-    fit = (data.X[train][:, mask], data.label_ids[train], data.runs[train])
-    designs = [data.label_ids[test & (data.runs == run)] for run in data.test_runs]
-    segments = np.repeat(np.arange(len(designs)), [len(d) for d in designs])
-    out = {}
-    for name, generator in (("gaussian_var1", LinearGaussianGenerator(real["seed"])),
-                            ("gaussian_coloured", ResidualColouring(max_lag, real["seed"]))):
-        X = np.zeros((sum(len(d) for d in designs), *mask.shape), np.float32)
-        X[:, mask] = generator.fit(*fit).sample(designs)
-        out[name] = set_metrics(X, np.concatenate(designs), segments, **real)
-    return out
-
-
-def heldout_reference(data: PreparedData, seed: int = 0, n_permutations: int = 200) -> dict:
-    """What :func:`set_metrics` scores every set against: the held-out and training volumes, the mask,
-    the SSIM window and range, the category decoder fitted on the training runs, and the training runs'
-    within-category eigenvectors (strongest first), as keyword arguments."""
-    train, test, mask = ~data.is_test, data.is_test, data.mask
-    X_train, y_train = data.X[train], data.label_ids[train]
-    A_train, in_categories = X_train[:, mask], np.isin(y_train, data.categories)
-    return dict(X_test=data.X[test], y_test=data.label_ids[test], X_train=X_train, y_train=y_train, mask=mask,
-                categories=data.categories, window=F.ssim_window(mask),
-                data_range=float(A_train.max() - A_train.min()),
-                decoder=linear_svm().fit(A_train[in_categories], y_train[in_categories]), seed=seed,
-                n_permutations=n_permutations,
-                basis=np.linalg.eigh(within_category_covariance(A_train, y_train))[1][:, ::-1])
-
-
-def real_runs_reference(data: PreparedData, real: dict, n_runs: int, groups: list | None = None) -> dict:
-    """Real training runs scored as if they were a synthetic set of the same size: what real data of
-    this subject reaches on every set-level measure at the synthetic set's number of runs.
-
-    Connectivity, MMD², C2ST and TSTR depend on how many volumes a set has (a correlation matrix or
-    a decoder estimated from 363 volumes is noisier than from 1089), so the ceilings computed from
-    all training runs are not reachable by a synthetic set of three runs. Here the training runs are
-    cut into disjoint groups of ``n_runs`` consecutive runs; each group is scored with
-    :func:`set_metrics` against the held-out runs, with the training set (memorisation) and the
-    category-fidelity decoder taken from the other training runs. Returns the groups, each group's
-    numbers, and ``{"groups": [], "note"}`` where fewer than ``n_runs`` training runs exist. ``groups``
-    (lists of training runs) replaces the disjoint groups (``bench/real_triples.py`` scores every
-    combination).
-    """
-    runs = data.train_runs
-    if groups is None:
-        groups = [runs[i:i + n_runs] for i in range(0, len(runs) - n_runs + 1, n_runs)]
-    if not groups:
-        return {"runs_per_group": n_runs, "groups": [], "per_group": [],
-                "note": f"not computed: {len(runs)} training runs, fewer than the synthetic set's {n_runs} runs"}
-    mask, categories = real["mask"], real["categories"]
-    train = ~data.is_test
-    per_group = []
-    for group in groups:
-        inside = np.isin(data.runs, group)
-        others = train & ~inside
-        A_others, y_others = data.X[others][:, mask], data.label_ids[others]
-        in_categories = np.isin(y_others, categories)
-        scored = dict(real, X_train=data.X[others], y_train=y_others,
-                      decoder=linear_svm().fit(A_others[in_categories], y_others[in_categories]))
-        per_group.append(set_metrics(data.X[inside], data.label_ids[inside], data.runs[inside], **scored))
-    return {"runs_per_group": n_runs, "groups": [[int(r) for r in g] for g in groups], "per_group": per_group,
-            "note": REAL_RUNS_NOTE}
-
-
-REAL_RUNS_NOTE = ("disjoint groups of real training runs, each as many runs as the synthetic set, scored like a "
-                  "generator against the held-out runs (memorisation and category fidelity against the other "
-                  "training runs): the level real data reaches on each measure at the synthetic set's size. A "
-                  "generator whose number lies inside the groups' range is as good as new real data on that measure")
 
 
 def raw_intensity_ssim(data: PreparedData, X_raw, syn_means, categories, window, rng, n_per_category) -> dict:

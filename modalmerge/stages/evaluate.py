@@ -12,15 +12,17 @@ from ..data.dataset import PreparedData
 from .figures import plot_real_vs_synthetic, plot_ssim_distributions
 
 
-def evaluate_subject(volumes_path, synthetic_path, out: dict, seed: int = 0, n_permutations: int = 200) -> dict:
-    """evaluate_ssim for one subject; ``out`` keys: ``json``, ``tsv``, ``figure_slices``, ``figure_ssim``."""
+def evaluate_subject(volumes_path, synthetic_path, out: dict, seed: int = 0, n_permutations: int = 200,
+                     preprocessing: dict | None = None) -> dict:
+    """evaluate_ssim for one subject; ``out`` keys: ``json``, ``tsv``, ``figure_slices``, ``figure_ssim``;
+    ``preprocessing``: the ``prep`` block's ``detrend`` and ``standardize`` (what the real runs went through)."""
     data = PreparedData.load(volumes_path, with_raw=True)
     with np.load(synthetic_path) as npz:
         synthetic = {k: npz[k] for k in ("X", "label_ids", "design_run")}
         synthetic["sampler"], synthetic["guidance_scale"] = str(npz["sampler"]), float(npz["guidance_scale"])
         if "residual_max_lag" in npz:  # the lags the sample stage coloured with (older samples: the default's 7)
             synthetic["residual_max_lag"] = int(npz["residual_max_lag"])
-    results, table = evaluate_fidelity(data, synthetic, seed, n_permutations)
+    results, table = evaluate_fidelity(data, synthetic, seed, n_permutations, preprocessing)
     with atomic_file(out["json"]) as tmp:
         tmp.write_text(json.dumps(results, indent=2))
     with atomic_file(out["tsv"]) as tmp:

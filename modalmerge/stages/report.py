@@ -14,7 +14,8 @@ import numpy as np
 from ..atomic import atomic_file
 from .report_html import (STYLE, attention_figures, data_figures, diffusion_strip, evidence_figure, fmt, img, load_json,
                           not_run, png_file_to_base64, table, training_figure)
-from .report_parts import (classifier_settings_parts, learning_curve_parts, same_size_note, selectivity_table,
+from .report_parts import (classifier_settings_parts, learning_curve_parts, preprocessed_parts, realism_table,
+                           same_size_note, selectivity_table, wins_text,
                            spectrum_parts, temporal_lag_parts, untrained_parts)
 from .report_summary import headline, provenance, realism_against_generators
 
@@ -152,20 +153,10 @@ def generator_table(fidelity, realism=None) -> list[str]:
         return []
     realism = realism or realism_against_generators(fidelity)  # the summary's, when the page is built
     names = list(fidelity["generator_baselines"])
-    significant = lambda value: f"{value:.3g}" if abs(value) < 0.1 else f"{value:.3f}"  # MMD² is ~0.002
-    def same_size(entry):
-        reference = entry.get("real_runs_same_size")
-        return (f"{significant(reference['mean'])} [{significant(reference['min'])}, {significant(reference['max'])}]"
-                if reference else "–")
-    rows = [[measure, significant(entry["model"]), *[significant(entry[name]) for name in names],
-             same_size(entry), significant(entry["real_or_ceiling"]), entry["better"]]
-            for measure, entry in realism["measures"].items()]
-    wins = ", ".join(f"{name}: model better on {n} of {realism['of']}" for name, n in realism["model_better"].items())
     return ["<h3>Against the classical generator</h3>",
-            f"<p>{html.escape(fidelity.get('generator_baselines_note', ''))}. {html.escape(wins)}.</p>",
-            f"<p>{html.escape(same_size_note(fidelity))}</p>",
-            table(rows, ["measure", "model", *names, "real runs, same size: mean [min, max]", "real held-out / ceiling",
-                         "better is"]), *spectrum_parts(fidelity, names)]
+            f"<p>{html.escape(fidelity.get('generator_baselines_note', ''))}. {html.escape(wins_text(realism))}.</p>",
+            f"<p>{html.escape(same_size_note(fidelity))}</p>", realism_table(realism, names),
+            *preprocessed_parts(fidelity, realism, names), *spectrum_parts(fidelity, names)]
 
 
 

@@ -88,6 +88,38 @@ def temporal_lag_parts(result: dict | None) -> list[str]:
             f"<p>{html.escape(text)} {html.escape(result['note'])}.</p>"]
 
 
+def significant(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 0.1 else f"{value:.3f}"  # MMD² is ~0.002
+
+
+def wins_text(realism: dict) -> str:
+    return ", ".join(f"{name}: model better on {n} of {realism['of']}" for name, n in realism["model_better"].items())
+
+
+def realism_table(realism: dict, names: list) -> str:
+    """The model beside each classical generator, the same-size real runs and the real reference, one
+    row per measure of ``realism`` (a block of ``realism_against_generators``)."""
+    def same_size(entry):
+        reference = entry.get("real_runs_same_size")
+        return (f"{significant(reference['mean'])} [{significant(reference['min'])}, {significant(reference['max'])}]"
+                if reference else "–")
+    rows = [[measure, significant(entry["model"]), *[significant(entry[name]) for name in names],
+             same_size(entry), significant(entry["real_or_ceiling"]), entry["better"]]
+            for measure, entry in realism["measures"].items()]
+    return table(rows, ["measure", "model", *names, "real runs, same size: mean [min, max]", "real held-out / ceiling",
+                        "better is"])
+
+
+def preprocessed_parts(fidelity: dict, realism: dict, names: list) -> list[str]:
+    """The set-level measures with every synthetic run preprocessed like a real run, where fidelity.json has them."""
+    block, found = realism.get("preprocessed_like_real"), fidelity.get("preprocessed_like_real")
+    if not (block and found):
+        return []
+    return ["<h4>Synthetic runs preprocessed like the real runs</h4>",
+            f"<p>{html.escape(found['note'])} (here: {html.escape(str(found['preprocessing']))}). "
+            f"{html.escape(wins_text(block))}.</p>", realism_table(block, names)]
+
+
 def same_size_note(fidelity) -> str:
     reference = fidelity.get("real_runs_reference") or {}
     if not reference.get("groups"):
