@@ -2,6 +2,7 @@
 ``bench/constrained_sets.py`` (each synthetic run detrended and z-scored voxel by voxel like a real run).
 
     python bench/constrained_paired.py BASE/summary.json CANDIDATE/summary.json --out FILE.md
+    python bench/constrained_paired.py CANDIDATE/summary.json --against-classical --out FILE.md
 
 Both summaries must cover the same seeds in the same order (same models, same evaluation seeds).
 For each measure: both arms' mean ± sd, the favourable difference (candidate better: positive) with
@@ -47,9 +48,16 @@ def favourable(better: str, base: np.ndarray, cand: np.ndarray, real: float | No
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", type=Path)
-    parser.add_argument("candidate", type=Path)
+    parser.add_argument("candidate", type=Path, nargs="?")
+    parser.add_argument("--against-classical", action="store_true",
+                        help="pair BASE's model with its classical generator (gaussian_var1) instead of two arms; "
+                             "verdict: none of the four rule measures worse with p < 0.05")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.against_classical:
+        return against_classical(json.loads(args.base.read_text()), args.base, args.out)
+    if args.candidate is None:
+        raise SystemExit("give CANDIDATE/summary.json, or --against-classical")
     base, cand = (json.loads(p.read_text()) for p in (args.base, args.candidate))
     if base["seeds"] != cand["seeds"]:
         raise SystemExit(f"seeds differ: {base['seeds']} against {cand['seeds']}; pair the same models")
@@ -74,6 +82,28 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)
+    print(text)
+    return 0
+
+
+def against_classical(summary: dict, path: Path, out: Path | None) -> int:
+    """The model against the classical generator of the same summary, constrained, paired by seed."""
+    lines = [f"### {path.parent.name}: model against gaussian_var1 (constraint-matched, seeds {summary['seeds']})", "",
+             "| measure (better) | gaussian_var1 | model | favourable difference (mean ± sd) | p (paired t) | verdict |",
+             "|---|---|---|---|---|---|"]
+    worse = False
+    for r in summary["rows"]:
+        x, y = np.array(r["classical_constrained"]), np.array(r["model_constrained"])
+        d = favourable(r["better"], x, y, summary["heldout_real"].get(r["measure"]))
+        p = float(stats.ttest_1samp(d, 0).pvalue) if np.std(d) > 0 else float("nan")
+        verdict = "better" if p < 0.05 and d.mean() > 0 else "worse" if p < 0.05 and d.mean() < 0 else "within spread"
+        worse |= r["measure"] in RULE and verdict == "worse"
+        lines.append(f"| {r['measure']} ({r['better']}) | {x.mean():.4g} ± {x.std(ddof=1):.2g} | {y.mean():.4g} ± {y.std(ddof=1):.2g} "
+                     f"| {d.mean():+.4g} ± {d.std(ddof=1):.2g} | {p:.3g} | {verdict} |")
+    lines += ["", f"Against the classical generator (none of {', '.join(RULE)} worse): **{'passes' if not worse else 'fails'}**."]
+    text = "\n".join(lines) + "\n"
+    if out:
+        out.write_text(text)
     print(text)
     return 0
 
