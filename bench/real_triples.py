@@ -159,7 +159,7 @@ def fmt(v: float) -> str:
 def markdown(s: dict) -> str:
     lines = [f"Every set of {s['runs_per_set']} real training runs ({s['groups']} sets) scored as a synthetic set against the "
              f"held-out runs; a perfect generator with three seeds = any three sets ({s['seed_triples']}).", "",
-             "| measure (better) | real sets: mean [min, max] | classical generator, seeds | model, seeds (percentile among real sets) "
+             "| measure (better) | real sets: mean [min, max] | classical generator, seeds | model, seeds (% of real sets it beats) "
              "| share of real sets beyond every classical seed | P(perfect generator: mean better / spreads apart) | model: mean better / spreads apart |",
              "|---|---|---|---|---|---|---|"]
     for r in s["rows"]:
