@@ -11,8 +11,8 @@ import numpy as np
 from nilearn.signal import clean
 
 from ..data.dataset import PreparedData
-from .decoding import linear_svm
 from . import fidelity_metrics as F
+from .decoding import linear_svm
 from .generator_baselines import LinearGaussianGenerator, set_metrics, within_category_covariance
 from .residual_dynamics import ResidualColouring
 
@@ -77,9 +77,11 @@ def real_runs_reference(data: PreparedData, real: dict, n_runs: int, groups: lis
     (lists of training runs) replaces the disjoint groups (``bench/real_triples.py`` scores every
     combination).
     """
-    runs = data.train_runs
+    runs, note = data.train_runs, REAL_RUNS_NOTE
     if groups is None:
         groups = [runs[i:i + n_runs] for i in range(0, len(runs) - n_runs + 1, n_runs)]
+    else:
+        note = "the given sets of real training runs" + REAL_RUNS_NOTE[REAL_RUNS_NOTE.index(", each as many"):]
     if not groups:
         return {"runs_per_group": n_runs, "groups": [], "per_group": [],
                 "note": f"not computed: {len(runs)} training runs, fewer than the synthetic set's {n_runs} runs"}
@@ -95,7 +97,7 @@ def real_runs_reference(data: PreparedData, real: dict, n_runs: int, groups: lis
                       decoder=linear_svm().fit(A_others[in_categories], y_others[in_categories]))
         per_group.append(set_metrics(data.X[inside], data.label_ids[inside], data.runs[inside], **scored))
     return {"runs_per_group": n_runs, "groups": [[int(r) for r in g] for g in groups], "per_group": per_group,
-            "note": REAL_RUNS_NOTE}
+            "note": note}
 
 
 REAL_RUNS_NOTE = ("disjoint groups of real training runs, each as many runs as the synthetic set, scored like a "
