@@ -136,8 +136,13 @@ def test_the_readme_table_script_reports_the_stage_outputs(workflow_dir):
     curve = read(workflow_dir, "decode", "sub001", "decoding.json")["learning_curve"]["by_size"]
     smallest = curve[min(curve, key=int)]["gain"]
     assert f"{100 * smallest['mean']:.1f} ± {100 * smallest['sd']:.1f} points" in result.stdout
-    # header, separator, four claims, the generator row, the learning-curve row
-    assert len(result.stdout.strip().splitlines()) == 8
+    # the synthetic runs preprocessed like the real runs, beside the classical generator's
+    preprocessed = fidelity["preprocessed_like_real"]
+    assert f"C2ST RBF {preprocessed['synthetic']['c2st_rbf_accuracy']:.3f}" in result.stdout
+    assert (f"classical generator, preprocessed: connectivity "
+            f"{preprocessed['generator_baselines']['gaussian_var1']['connectivity_similarity']:.3f}") in result.stdout
+    # header, separator, four claims, the generator row, the preprocessed row, the learning-curve row
+    assert len(result.stdout.strip().splitlines()) == 9
 
 
 def chromium() -> str | None:
