@@ -8,7 +8,9 @@ FOLDER holds ``seed-N`` folders with a ``fidelity.json`` (directly, or at ``resu
 was sampled along the same held-out designs with the same evaluation seed, so the two are paired
 (``--generator gaussian_coloured``: the linear part of ``sample.residual_dynamics: coloured``). For
 each measure: both means ± sd, the favourable difference (diffusion better: positive), a paired t test,
-and whether the two seed ranges overlap (the issue asks for spreads that do not).
+and whether the two seed ranges overlap (the issue asks for spreads that do not). ``--preprocessed``
+compares the sets after every synthetic run was detrended and standardised like a real run
+(``preprocessed_like_real``, bench/README 37; the held-out values stay the plain ones).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--generator", default="gaussian_var1", help="a key of fidelity.json's generator_baselines")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--preprocessed", action="store_true",
+                        help="compare the sets preprocessed like the real runs (fidelity.json's preprocessed_like_real)")
     args = parser.parse_args()
     dirs = sorted(args.folder.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
     if args.seeds:
@@ -73,9 +77,16 @@ def main() -> None:
     out = {"seeds": [int(d.name.split("-")[1]) for d in dirs], "generator": args.generator, "measures": {}}
     lines = [f"| measure | diffusion | classical generator ({args.generator}) | favourable difference (paired) | p (paired t) | ranges overlap |",
              "|---|---|---|---|---|---|"]
+    if args.preprocessed:
+        missing = [str(d) for d, f in zip(dirs, fids) if "preprocessed_like_real" not in f]
+        if missing:
+            raise SystemExit(f"no preprocessed_like_real in the fidelity.json of {missing}: evaluate them again with this code")
+    model_of = (lambda f: f["preprocessed_like_real"]["synthetic"]) if args.preprocessed else (lambda f: f)
+    generators_of = (lambda f: f["preprocessed_like_real"]["generator_baselines"]) if args.preprocessed else (lambda f: f["generator_baselines"])
+    out["preprocessed"] = args.preprocessed
     for name, (read, kind) in MEASURES.items():
-        model = np.array([read(f) for f in fids])
-        classical = np.array([read(f["generator_baselines"][args.generator]) for f in fids])
+        model = np.array([read(model_of(f)) for f in fids])
+        classical = np.array([read(generators_of(f)[args.generator]) for f in fids])
         diff = np.array([favourable(kind, m, c, f) for m, c, f in zip(model, classical, fids)])
         p = float(stats.ttest_1samp(diff, 0).pvalue) if len(diff) > 1 else None
         overlap = bool(model.min() <= classical.max() and classical.min() <= model.max())
