@@ -28,21 +28,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import favourable_difference  # noqa: E402
+
 RULE = ("TSTR", "connectivity similarity", "C2ST, RBF", "MMD²")
 LAGS = ("autocorrelation lag 1", "autocorrelation lag 2", "autocorrelation lag 3")
 
 
-def favourable(better: str, base: np.ndarray, cand: np.ndarray, real: float | None) -> np.ndarray:
-    if better == "higher":
-        return cand - base
-    if better == "lower":
-        return base - cand
-    return np.abs(base - real) - np.abs(cand - real)
+def paired_row(label: str, better: str, base: list, cand: list, real: float | None) -> tuple[str, str]:
+    """One table row and the verdict (better / worse with p < 0.05, or within spread) of ``cand``
+    against ``base``, paired by seed (``real``: the held-out value a "closer to real" measure is read against)."""
+    x, y = np.array(base), np.array(cand)
+    d = favourable_difference(better, x, y, real)
+    p = float(stats.ttest_1samp(d, 0).pvalue) if np.std(d) > 0 else float("nan")
+    verdict = "better" if p < 0.05 and d.mean() > 0 else "worse" if p < 0.05 and d.mean() < 0 else "within spread"
+    return (f"| {label} ({better}) | {x.mean():.4g} ± {x.std(ddof=1):.2g} | {y.mean():.4g} ± {y.std(ddof=1):.2g} "
+            f"| {d.mean():+.4g} ± {d.std(ddof=1):.2g} | {p:.3g} | {verdict} |"), verdict
 
 
 def main(argv=None) -> int:
@@ -67,15 +74,12 @@ def main(argv=None) -> int:
     verdicts = {}
     for b, c in zip(base["rows"], cand["rows"]):
         for kind in ("constrained", "plain"):
-            x, y = np.array(b[f"model_{kind}"]), np.array(c[f"model_{kind}"])
-            d = favourable(b["better"], x, y, base["heldout_real"].get(b["measure"]))
-            p = float(stats.ttest_1samp(d, 0).pvalue) if np.std(d) > 0 else float("nan")
-            verdict = "better" if p < 0.05 and d.mean() > 0 else "worse" if p < 0.05 and d.mean() < 0 else "within spread"
+            label = b["measure"] + ("" if kind == "constrained" else " (unconstrained)")
+            line, verdict = paired_row(label, b["better"], b[f"model_{kind}"], c[f"model_{kind}"],
+                                       base["heldout_real"].get(b["measure"]))
             if kind == "constrained":
                 verdicts[b["measure"]] = verdict
-            lines.append(f"| {b['measure']}{'' if kind == 'constrained' else ' (unconstrained)'} ({b['better']}) "
-                         f"| {x.mean():.4g} ± {x.std(ddof=1):.2g} | {y.mean():.4g} ± {y.std(ddof=1):.2g} "
-                         f"| {d.mean():+.4g} ± {d.std(ddof=1):.2g} | {p:.3g} | {verdict} |")
+            lines.append(line)
     passes = (not any(verdicts[m] == "worse" for m in RULE) and any(verdicts[m] == "better" for m in RULE)
               and not any(verdicts[m] == "worse" for m in LAGS))
     lines += ["", f"Screen (constrained {', '.join(RULE)}; lags): **{'passes' if passes else 'fails'}**."]
@@ -93,13 +97,10 @@ def against_classical(summary: dict, path: Path, out: Path | None) -> int:
              "|---|---|---|---|---|---|"]
     worse = False
     for r in summary["rows"]:
-        x, y = np.array(r["classical_constrained"]), np.array(r["model_constrained"])
-        d = favourable(r["better"], x, y, summary["heldout_real"].get(r["measure"]))
-        p = float(stats.ttest_1samp(d, 0).pvalue) if np.std(d) > 0 else float("nan")
-        verdict = "better" if p < 0.05 and d.mean() > 0 else "worse" if p < 0.05 and d.mean() < 0 else "within spread"
+        line, verdict = paired_row(r["measure"], r["better"], r["classical_constrained"], r["model_constrained"],
+                                   summary["heldout_real"].get(r["measure"]))
         worse |= r["measure"] in RULE and verdict == "worse"
-        lines.append(f"| {r['measure']} ({r['better']}) | {x.mean():.4g} ± {x.std(ddof=1):.2g} | {y.mean():.4g} ± {y.std(ddof=1):.2g} "
-                     f"| {d.mean():+.4g} ± {d.std(ddof=1):.2g} | {p:.3g} | {verdict} |")
+        lines.append(line)
     lines += ["", f"Against the classical generator (none of {', '.join(RULE)} worse): **{'passes' if not worse else 'fails'}**."]
     text = "\n".join(lines) + "\n"
     if out:

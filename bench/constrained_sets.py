@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from modalmerge.analysis import fidelity_metrics as F  # noqa: E402
 from modalmerge.analysis.fidelity import contiguous_segments  # noqa: E402
 from modalmerge.analysis.fidelity_reference import generator_sets, heldout_reference, preprocessed_like_real  # noqa: E402
 from modalmerge.analysis.generator_baselines import set_metrics  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
+from real_triples import write_summary  # noqa: E402
 
 MEASURES = {  # name: (reader of a set_metrics entry, better)
     "connectivity similarity": (lambda g: g["connectivity_similarity"], "higher"),
@@ -97,9 +98,7 @@ def main(argv=None) -> int:
                    F.temporal_autocorrelation(data.X[test], data.runs[test], data.mask).items()) if k <= 3}}
     summary = {"seeds": args.seeds, "synthetic": [str(p) for p in args.synthetic], "rows": rows, "heldout_real": heldout,
                "note": __doc__.split("\n\n")[2].replace("\n", " ")}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (args.out / "summary.md").write_text(markdown(summary))
-    print(markdown(summary))
+    write_summary(args.out, summary, markdown)
     return 0
 
 

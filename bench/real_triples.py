@@ -146,10 +146,16 @@ def main(argv=None) -> int:
         rows.append(row)
     summary = {"groups": len(groups), "runs_per_set": n_runs, "seed_triples": len(picks), "rows": rows, **joint,
                "note": __doc__.split("\n\n")[2].replace("\n", " ")}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (args.out / "summary.md").write_text(markdown(summary))
-    print(markdown(summary))
+    write_summary(args.out, summary, markdown)
     return 0
+
+
+def write_summary(out: Path, summary: dict, markdown) -> None:
+    """``out/summary.json`` and ``out/summary.md`` (``markdown(summary)``, also printed)."""
+    text = markdown(summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.md").write_text(text)
+    print(text)
 
 
 def fmt(v: float) -> str:

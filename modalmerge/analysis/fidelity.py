@@ -48,8 +48,8 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     if len(X_syn) == 0:
         raise ValueError("The synthetic set is empty: set sample.runs_per_heldout_design >= 1.")
 
-    data_range = float(X_train[:, mask].max() - X_train[:, mask].min())
-    window = F.ssim_window(mask)
+    real = heldout_reference(data, seed, n_permutations)  # what every set is scored against, built once
+    data_range, window, decoder = real["data_range"], real["window"], real["decoder"]
     real_means = F.category_means(X_test, y_test, categories)
     train_means = F.category_means(X_train, y_train, categories)
     syn_means = F.category_means(X_syn, y_syn, categories)
@@ -127,8 +127,6 @@ def evaluate_fidelity(data: PreparedData, synthetic: dict, seed: int = 0, n_perm
     # beyond SSIM: the numbers every generator is compared on (set_metrics), then their ceilings
     A_syn, A_test, A_train = X_syn[:, mask], X_test[:, mask], X_train[:, mask]
     cat_train, cat_test = np.isin(y_train, categories), np.isin(y_test, categories)
-    real = heldout_reference(data, seed, n_permutations)
-    decoder = real["decoder"]
     segments = contiguous_segments(synthetic["design_run"])
     own = set_metrics(X_syn, y_syn, segments, **real)
     corr_ceiling = F.map_correlation(train_means, real_means, mask)
