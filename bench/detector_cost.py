@@ -98,6 +98,31 @@ Experiment ``ridge_grid_wide``, written after ``ridge_grid`` chose lambda 16, th
 (pooled AUROC rose with lambda throughout): the same rule on the grid extended by 32, 64, 128 and 256
 (as lambda grows the whitening fades into a plain squared z-score). Its choice is the default.
 
+Experiment ``score`` (thirteenth session, 2026-11-29), written before any of these was run. Every
+diffusion detector so far scored a *reconstruction* and lost to its untrained twin, because the trained
+model reconstructs the anomaly too (sections 20-24). A different use of the model: its noise
+prediction itself, deterministic (no noise draw). For Gaussian data N(mu, S) the ideal network's
+eps-prediction at the noise-free input sqrt(abar_t) x0 is proportional to (S + lambda_t I)^(-1) (x0 - mu),
+lambda_t = (1 - abar_t) / abar_t: a ridge-regularised whitening whose ridge is set by t, from the
+model's own knowledge of the covariance (and of the category means, through its labels); the
+untrained model's is proportional to x0 (a squared z-score). Variants (map = the squared eps-prediction
+per voxel, standardised voxelwise on the calibration clips, smoothed (sigma 1), largest voxel, like
+the workflow's):
+- ``score t100`` / ``score t300`` / ``score t500``: eps-prediction at sqrt(abar_t) x0, 1 forward
+  (lambda_t = 0.12, 1.54, 11.9; the classical ridge-whitened z chose lambda 16);
+- ``score t300 inverted``: x0 taken to t = 300 by deterministic DDIM inversion (forwards at t = 0 and
+  150), then its eps-prediction there, 3 forwards (for Gaussian data: (S (1 + S / lambda_t))^(-1/2) (x0 - mu));
+- each on the untrained model (``... untrained``);
+- reported, never adopted: ``ridge-inverse z, lambda L`` for the three lambda_t above, the classical
+  detector the ideal network of a Gaussian world would be (Ledoit-Wolf covariance of the training
+  volumes), so any gain is read against the Gaussian version of itself.
+Rule: the ``temporal`` rule (pooled AUROC minus the workflow's mean > sd, blob voxel AUPRC minus the
+workflow's mean >= -sd, pooled AUROC minus its own untrained twin's mean > sd; of several, the largest
+pooled gain), on the development models of seeds 7-9 (default configuration, runs 1-8, run 9 held
+out), the config's noise draws for the workflow's detector (the new variants draw no noise). Also
+reported: each variant minus ``ridge_whitened_z`` (the target). If one is adopted it is then scored,
+unchanged, on the test runs with the default models of seeds 0-2.
+
 The test runs 10-12 are never touched here.
 """
 
@@ -113,6 +138,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from sklearn.covariance import LedoitWolf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
@@ -176,6 +202,14 @@ EXPERIMENTS = {  # name: (noise levels, DDIM steps, draws, what is averaged over
                    for lam in (0, 0.5, 1, 2, 4, 8, 16)},
     "ridge_grid_wide": {f"ridge-whitened z, lambda {lam:g}": ((), 0, 0, f"classical ridge {lam:g}")
                         for lam in (0, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)},
+    "score": {
+        "t200 s2 d2": ((200,), 2, 2, "residual"),
+        **{f"score t{t}": ((t,), 0, 1, "score") for t in (100, 300, 500)},
+        "score t300 inverted": ((300,), 2, 1, "score inverted"),
+        **{f"score t{t} untrained": ((t,), 0, 1, "score untrained") for t in (100, 300, 500)},
+        "score t300 inverted untrained": ((300,), 2, 1, "score inverted untrained"),
+        **{f"ridge-inverse z, lambda {lam}": ((), 0, 0, f"classical inverse {lam}") for lam in ("0.117", "1.54", "11.9")},
+    },
 }
 
 
@@ -225,6 +259,49 @@ class WhitenedZDetector(ClipDetector):
 
     def _clip_scores(self, clips, maps):
         return frame_max(maps, self.mask_)
+
+
+class ScoreDetector(DiffusionDetector):
+    """The model's eps-prediction at each clip, deterministic: at the noise-free input sqrt(abar_t) x0
+    (``steps`` 0), or at x0 taken to ``t_start`` by ``steps`` DDIM inversion steps; squared per voxel."""
+
+    def residuals(self, clips, design=None):
+        diffusion, out = self.diffusion, np.zeros(clips.shape, np.float32)
+        scheduler = diffusion.scheduler
+        levels = [round(i * self.t_start / self.steps) for i in range(self.steps)] + [self.t_start]
+        for rows, x0, labels, _ in self.batches(clips, design, torch.Generator().manual_seed(self.seed)):
+            t_end = torch.full((len(x0),), self.t_start, dtype=torch.long, device=x0.device)
+            if self.steps == 0:
+                x = _abar(scheduler, t_end, x0).sqrt() * x0
+            else:
+                x = x0
+                for now, later in zip(levels[:-1], levels[1:]):
+                    t_now = torch.full((len(x0),), now, dtype=torch.long, device=x0.device)
+                    x0_hat, eps = scheduler.predict_x0_and_eps(diffusion.network(x, t_now, labels).float(), t_now, x)
+                    abar = _abar(scheduler, torch.full_like(t_now, later), x0)
+                    x = abar.sqrt() * x0_hat + (1 - abar).sqrt() * eps
+            _, eps = scheduler.predict_x0_and_eps(diffusion.network(x, t_end, labels).float(), t_end, x)
+            out[rows] = ((eps * diffusion.mask) ** 2).float().cpu().numpy()
+        return out
+
+
+def _abar(scheduler, t, like):
+    return scheduler.abar_on(t.device)[t].float().reshape(-1, *([1] * (like.ndim - 1)))
+
+
+class RidgeInverseDetector(RidgeWhitenedDetector):
+    """Classical: each volume's deviation from the training mean times (Ledoit-Wolf covariance +
+    ``ridge`` I)^(-1) (what the ideal network's eps-prediction is for Gaussian data), squared,
+    standardised voxelwise on the training clips, smoothed; the clip's largest voxel."""
+
+    def _fit(self, clips, design):
+        volumes = clips.reshape(-1, *clips.shape[2:])[:, self.mask_]
+        values, basis = np.linalg.eigh(LedoitWolf().fit(volumes - volumes.mean(0)).covariance_)
+        self.mean_ = volumes.mean(0)
+        self.whitener_ = ((basis / (values + self.ridge)) @ basis.T).astype(np.float32)
+        squared = self._squared(clips)
+        self.s_mean_ = squared.mean(axis=(0, 1))
+        self.s_std_ = np.maximum(squared.std(axis=(0, 1)), 1e-6)
 
 
 class InpaintingDetector(DiffusionDetector):
@@ -324,11 +401,16 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
         if kind.startswith("classical ridge"):
             detectors[name] = (RidgeWhitenedDetector(data.mask, float(kind.split()[-1])), None, 0)
             continue
+        if kind.startswith("classical inverse"):
+            detectors[name] = (RidgeInverseDetector(data.mask, float(kind.split()[-1])), None, 0)
+            continue
         if kind.startswith("classical whitened"):
             detectors[name] = (WhitenedZDetector(data.mask, float(kind.split()[-1])), None, 0)
             continue
         if kind == "whitened":
             detector = WhitenedDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
+        elif kind.startswith("score"):
+            detector = ScoreDetector(data.mask, model, levels[0], steps if kind.endswith("inverted") else 0, 1, seed=cfg["seed"])
         elif kind == "inpaint":
             detector = InpaintingDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
         elif kind == "error":
@@ -338,7 +420,8 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
         else:
             detector = MultiLevelDetector(data.mask, model, levels, steps, draws, seed=cfg["seed"])
         passes = 2 if kind == "inpaint" else draws  # inpainting: two groups of hidden frames, one draw
-        detectors[name] = (detector, calibration, len(levels) * steps * passes)
+        forwards = (steps + 1 if kind == "score inverted" else 1) if kind.startswith("score") else len(levels) * steps * passes
+        detectors[name] = (detector, calibration, forwards)
     out = {"folder": str(folder), "train_seed": config["train"]["seed"], "precision": precision,
            "n_clips": int(len(injected["clips"])), "n_calibration_clips": int(len(calibration)), "detectors": {}}
     for name, (detector, pick, forwards) in detectors.items():
@@ -397,7 +480,7 @@ def main() -> None:
         chosen = max(close, key=lambda n: summary[n]["blob_voxel_auprc"]["mean"])
         decision = {"within_0.005_of_best": close, "adopted": chosen,
                     "ridge_whitened_lambda": float(chosen.rsplit(" ", 1)[-1])}
-    elif args.experiment in ("temporal", "temporal_model", "whitened"):
+    elif args.experiment in ("temporal", "temporal_model", "whitened", "score"):
         new = [n for n in variants if n != "t200 s2 d2" and not n.endswith(" untrained")
                and not variants[n][3].startswith("classical")]
         better = lambda s, key: s[key]["difference_mean"] > s[key]["difference_sd"]  # noqa: E731
