@@ -265,6 +265,7 @@ class ScoreDetector(DiffusionDetector):
     """The model's eps-prediction at each clip, deterministic: at the noise-free input sqrt(abar_t) x0
     (``steps`` 0), or at x0 taken to ``t_start`` by ``steps`` DDIM inversion steps; squared per voxel."""
 
+    @torch.no_grad()
     def residuals(self, clips, design=None):
         diffusion, out = self.diffusion, np.zeros(clips.shape, np.float32)
         scheduler = diffusion.scheduler

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..diffusion.gaussian import GaussianDiffusion
+from ..diffusion.gaussian_baseline import GaussianBaselineDenoiser
 from .detectors import ClipDetector, frame_max, smooth
 
 
@@ -26,8 +27,12 @@ def untrained_control(diffusion: GaussianDiffusion) -> GaussianDiffusion:
     """The same diffusion process (schedule, mask, prediction type) with the network's output fixed at
     0, i.e. the model before any training step: a :class:`DiffusionDetector` built on it keeps every
     step of the detector (noising, DDIM reconstruction, calibration, smoothing) and knows nothing about
-    the data, so what the trained model adds is the difference between the two."""
-    control = GaussianDiffusion(ZeroPrediction(diffusion.null_label), diffusion.scheduler, diffusion.mask,
+    the data, so what the trained model adds is the difference between the two. A model with
+    ``model.gaussian_baseline`` keeps its Gaussian: untrained, it is that Gaussian's exact denoiser."""
+    network = ZeroPrediction(diffusion.null_label)
+    if isinstance(diffusion.network, GaussianBaselineDenoiser):  # untrained, it is the Gaussian's denoiser
+        network = diffusion.network.with_network(network)
+    control = GaussianDiffusion(network, diffusion.scheduler, diffusion.mask,
                                 diffusion.label_dropout, diffusion.min_snr_gamma, diffusion.context_prob)
     return control.to(diffusion.mask.device).eval()  # the schedule's buffer is built on the CPU
 

@@ -15,6 +15,7 @@ import torch
 from ..errors import ModalMergeInputError
 from ..model import SpatioTemporalDenoiser
 from .gaussian import GaussianDiffusion
+from .gaussian_baseline import GaussianBaselineDenoiser
 from .schedulers import Scheduler, make_sampler
 
 CHECKPOINT_VERSION = 1
@@ -28,7 +29,9 @@ def scheduler_kwargs(diffusion_config: dict) -> dict:
 
 def build_diffusion(model_config: dict, diffusion_config: dict, grid_shape, n_classes: int, mask: np.ndarray,
                     gradient_checkpointing: bool = False) -> GaussianDiffusion:
-    """The denoiser wrapped in its diffusion process, from the ``model`` and ``diffusion`` config blocks."""
+    """The denoiser wrapped in its diffusion process, from the ``model`` and ``diffusion`` config blocks
+    (with ``model.gaussian_baseline``, the network learns on top of a Gaussian's exact denoiser, whose
+    statistics the caller sets with ``diffusion.network.fit`` or a checkpoint's weights)."""
     network = SpatioTemporalDenoiser(
         grid_shape, model_config["clip_length"], n_classes, channels=model_config["channels"],
         attention_levels=model_config.get("attention_levels"), res_blocks=model_config["res_blocks"],
@@ -36,6 +39,8 @@ def build_diffusion(model_config: dict, diffusion_config: dict, grid_shape, n_cl
         norm_groups=model_config["norm_groups"], dropout=model_config["dropout"],
         gradient_checkpointing=gradient_checkpointing, temporal_levels=model_config.get("temporal_levels") or ())
     scheduler = Scheduler(**scheduler_kwargs(diffusion_config))
+    if model_config.get("gaussian_baseline", False):
+        network = GaussianBaselineDenoiser(network, mask, n_classes, scheduler)
     return GaussianDiffusion(network, scheduler, torch.as_tensor(mask), diffusion_config["label_dropout"],
                              diffusion_config.get("min_snr_gamma"), diffusion_config.get("context_prob", 0.0))
 

@@ -87,6 +87,9 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
     heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
     diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
                                 gradient_checkpointing=train_cfg["gradient_checkpointing"])
+    if model_cfg.get("gaussian_baseline", False):  # the Gaussian of the model's own runs (no validation run)
+        own = np.isin(data.runs, model_runs)
+        diffusion.network.fit(data.X[own], data.label_ids[own])
     metadata = {
         "config": {"model": model_cfg, "diffusion": diffusion_cfg, "train": train_cfg},
         "grid_shape": list(data.X.shape[1:]), "class_names": data.class_names.tolist(),
