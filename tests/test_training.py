@@ -443,3 +443,24 @@ def test_cuda_graph_on_without_a_gpu_is_refused_before_any_output(tmp_path, prep
     with pytest.raises(ModalMergeInputError, match="'train.cuda_graph' is 'on' but the device is not a CUDA GPU"):
         train_subject(prepared_slice["volumes"], prepared_slice["split"], config, out, threads=2, progress=False)
     assert not any(Path(path).exists() for path in out.values())
+
+
+def test_a_gaussian_baseline_is_fitted_on_the_model_runs_only_and_saved(tmp_path, prepared_slice):
+    """model.gaussian_baseline: the Gaussian comes from the model's own runs (a validation run and the test runs
+    are left out), travels in the checkpoint, and the model starts from it: its held-out loss at the first logged
+    step is below the trivial 1 that the plain network starts from."""
+    config = tiny_config(steps=2)
+    config["model"]["gaussian_baseline"] = True
+    config["train"]["validation_runs"] = [9]
+    train_subject(prepared_slice["volumes"], prepared_slice["split"], config, outputs(tmp_path), threads=2, progress=False)
+    diffusion, _ = load_diffusion(tmp_path / "model.pt")
+    data = PreparedData.load(prepared_slice["volumes"])
+    own = np.isin(data.runs, range(1, 9))
+    inside = data.mask.astype(bool)
+    for label in (0, data.label_ids[own][0]):
+        expected = data.X[own & (data.label_ids == label)][:, inside].mean(0)
+        assert np.allclose(diffusion.network.means[label].numpy(), expected, atol=1e-5)
+    with_validation = np.isin(data.runs, range(1, 10))
+    assert not np.allclose(diffusion.network.means[0].numpy(), data.X[with_validation & (data.label_ids == 0)][:, inside].mean(0), atol=1e-5)
+    log = pd.read_csv(tmp_path / "training_log.tsv", sep="\t")
+    assert log["heldout_loss"].iloc[0] < 0.9
