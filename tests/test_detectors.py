@@ -188,18 +188,21 @@ def test_an_unknown_average_is_refused():
         diffusion_detector(np.ones(GRID, bool), average="median")
 
 
-def test_the_untrained_control_is_the_model_before_training():
+@pytest.mark.parametrize("gaussian_baseline", [False, True])
+def test_the_untrained_control_is_the_model_before_training(gaussian_baseline):
     """untrained_control(diffusion) reconstructs exactly as a freshly built model of the same config
-    (whose zero-initialised output convolution predicts 0), at no network cost, and keeps the schedule."""
+    (whose zero-initialised output convolution predicts 0: the plain network's output is 0, the baseline
+    model's is its Gaussian's), at no network cost, and keeps the schedule."""
     config = validate_config({"model": {"clip_length": T, "channels": [8, 16], "attention_levels": [1],
-                                        "temporal_head_dim": 8, "temporal_heads": 2}})
+                                        "temporal_head_dim": 8, "temporal_heads": 2, "gaussian_baseline": gaussian_baseline}})
     torch.manual_seed(0)
     fresh = build_diffusion(config["model"], config["diffusion"], GRID, 8, np.ones(GRID, bool)).eval()
     control = untrained_control(fresh)
     assert control.scheduler is fresh.scheduler and torch.equal(control.mask, fresh.mask)
     x0, noise = torch.randn(3, T, *GRID), torch.randn(3, T, *GRID)
     labels = torch.randint(0, 8, (3, T))
-    assert not fresh.network(x0, torch.full((3,), 100), labels).any()
+    output = fresh.network(x0, torch.full((3,), 100), labels)
+    assert output.any() if gaussian_baseline else not output.any()
     assert torch.equal(control.reconstruct(x0, labels, 200, 2, noise), fresh.reconstruct(x0, labels, 200, 2, noise))
     clips = x0.numpy()
     mask = np.ones(GRID, bool)
