@@ -271,23 +271,15 @@ class ScoreDetector(DiffusionDetector):
         scheduler = diffusion.scheduler
         levels = [round(i * self.t_start / self.steps) for i in range(self.steps)] + [self.t_start]
         for rows, x0, labels, _ in self.batches(clips, design, torch.Generator().manual_seed(self.seed)):
-            t_end = torch.full((len(x0),), self.t_start, dtype=torch.long, device=x0.device)
-            if self.steps == 0:
-                x = _abar(scheduler, t_end, x0).sqrt() * x0
-            else:
-                x = x0
-                for now, later in zip(levels[:-1], levels[1:]):
-                    t_now = torch.full((len(x0),), now, dtype=torch.long, device=x0.device)
-                    x0_hat, eps = scheduler.predict_x0_and_eps(diffusion.network(x, t_now, labels).float(), t_now, x)
-                    abar = _abar(scheduler, torch.full_like(t_now, later), x0)
-                    x = abar.sqrt() * x0_hat + (1 - abar).sqrt() * eps
-            _, eps = scheduler.predict_x0_and_eps(diffusion.network(x, t_end, labels).float(), t_end, x)
+            at = lambda t: torch.full((len(x0),), t, dtype=torch.long, device=x0.device)  # noqa: E731
+            # add_noise with eps = 0 is the noise-free input; with the predicted eps, one DDIM inversion step
+            x = scheduler.add_noise(x0, torch.zeros_like(x0), at(self.t_start)) if self.steps == 0 else x0
+            for now, later in zip(levels[:-1], levels[1:]) if self.steps else ():
+                x0_hat, eps = scheduler.predict_x0_and_eps(diffusion.network(x, at(now), labels).float(), at(now), x)
+                x = scheduler.add_noise(x0_hat, eps, at(later))
+            _, eps = scheduler.predict_x0_and_eps(diffusion.network(x, at(self.t_start), labels).float(), at(self.t_start), x)
             out[rows] = ((eps * diffusion.mask) ** 2).float().cpu().numpy()
         return out
-
-
-def _abar(scheduler, t, like):
-    return scheduler.abar_on(t.device)[t].float().reshape(-1, *([1] * (like.ndim - 1)))
 
 
 class RidgeInverseDetector(RidgeWhitenedDetector):
@@ -295,14 +287,9 @@ class RidgeInverseDetector(RidgeWhitenedDetector):
     ``ridge`` I)^(-1) (what the ideal network's eps-prediction is for Gaussian data), squared,
     standardised voxelwise on the training clips, smoothed; the clip's largest voxel."""
 
-    def _fit(self, clips, design):
-        volumes = clips.reshape(-1, *clips.shape[2:])[:, self.mask_]
-        values, basis = np.linalg.eigh(LedoitWolf().fit(volumes - volumes.mean(0)).covariance_)
-        self.mean_ = volumes.mean(0)
-        self.whitener_ = ((basis / (values + self.ridge)) @ basis.T).astype(np.float32)
-        squared = self._squared(clips)
-        self.s_mean_ = squared.mean(axis=(0, 1))
-        self.s_std_ = np.maximum(squared.std(axis=(0, 1)), 1e-6)
+    def _whitener(self, centred):
+        values, basis = np.linalg.eigh(LedoitWolf().fit(centred).covariance_)
+        return ((basis / (values + self.ridge)) @ basis.T).astype(np.float32)
 
 
 class InpaintingDetector(DiffusionDetector):
@@ -411,7 +398,7 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
         if kind == "whitened":
             detector = WhitenedDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
         elif kind.startswith("score"):
-            detector = ScoreDetector(data.mask, model, levels[0], steps if kind.endswith("inverted") else 0, 1, seed=cfg["seed"])
+            detector = ScoreDetector(data.mask, model, levels[0], steps, 1, seed=cfg["seed"])
         elif kind == "inpaint":
             detector = InpaintingDetector(data.mask, model, levels[0], steps, draws, seed=cfg["seed"])
         elif kind == "error":
@@ -421,7 +408,7 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
         else:
             detector = MultiLevelDetector(data.mask, model, levels, steps, draws, seed=cfg["seed"])
         passes = 2 if kind == "inpaint" else draws  # inpainting: two groups of hidden frames, one draw
-        forwards = (steps + 1 if kind == "score inverted" else 1) if kind.startswith("score") else len(levels) * steps * passes
+        forwards = steps + 1 if kind.startswith("score") else len(levels) * steps * passes
         detectors[name] = (detector, calibration, forwards)
     out = {"folder": str(folder), "train_seed": config["train"]["seed"], "precision": precision,
            "n_clips": int(len(injected["clips"])), "n_calibration_clips": int(len(calibration)), "detectors": {}}

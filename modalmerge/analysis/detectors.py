@@ -224,10 +224,13 @@ class RidgeWhitenedDetector(ClipDetector):
             raise ValueError(f"ridge must be >= 0 (anomalies.ridge_whitened_lambda); got {self.ridge!r}.")
         volumes = clips.reshape(-1, *clips.shape[2:])[:, self.mask_]
         self.mean_ = volumes.mean(0)
-        self.whitener_ = zca(volumes - self.mean_, self.ridge)
+        self.whitener_ = self._whitener(volumes - self.mean_)
         squared = self._squared(clips)
         self.s_mean_ = squared.mean(axis=(0, 1))
         self.s_std_ = np.maximum(squared.std(axis=(0, 1)), 1e-6)
+
+    def _whitener(self, centred):
+        return zca(centred, self.ridge)
 
     def _maps(self, clips, design):
         standardised = (self._squared(clips) - self.s_mean_) / self.s_std_ * self.mask_

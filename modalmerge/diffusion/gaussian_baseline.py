@@ -39,7 +39,6 @@ class GaussianBaselineDenoiser(nn.Module):
         self.register_buffer("values", torch.zeros(n))  # all 0 until fit: the filter returns the mean
         self.register_buffer("abar", scheduler.alphas_cumprod.float().clone())
         self.epsilon = scheduler.prediction_type is PredictionType.EPSILON
-        self.grid_shape = tuple(inside.shape)
 
     @property
     def null_label(self) -> int:
@@ -62,7 +61,7 @@ class GaussianBaselineDenoiser(nn.Module):
         twin.network = network
         for name, buffer in self.named_buffers(recurse=False):
             twin.register_buffer(name, buffer)
-        twin.epsilon, twin.grid_shape = self.epsilon, self.grid_shape
+        twin.epsilon = self.epsilon
         return twin
 
     def fit(self, volumes: np.ndarray, labels: np.ndarray) -> "GaussianBaselineDenoiser":
