@@ -83,6 +83,10 @@ def _check_across_keys(config: dict) -> None:
             f"config key 'sample.posterior_frames': {sample['posterior_frames']!r} shapes the noise of variance "
             f"gaussian_posterior, but sample.variance is {sample.get('variance')!r}; set sample.variance: "
             "gaussian_posterior or sample.posterior_frames: independent.")
+    if model.get("gaussian_baseline_temporal") and not model.get("gaussian_baseline", True):
+        raise ModalMergeInputError(
+            "config key 'model.gaussian_baseline_temporal': true gives the Gaussian baseline temporal correlations, but "
+            "model.gaussian_baseline is false; set model.gaussian_baseline: true or model.gaussian_baseline_temporal: false.")
     decode = config.get("decode", {})
     if decode.get("diffusion_prune_after") is not None and decode["diffusion_prune_after"] >= decode.get("diffusion_pairs", 8):
         raise ModalMergeInputError(

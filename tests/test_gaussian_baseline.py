@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from modalmerge.analysis.diffusion_detector import untrained_control
+from modalmerge.analysis.generator_baselines import component_temporal_correlation, within_category_covariance
 from modalmerge.config import validate_config
 from modalmerge.diffusion.checkpoints import build_diffusion
 from modalmerge.diffusion.gaussian_baseline import GaussianBaselineDenoiser
@@ -14,14 +15,21 @@ from modalmerge.diffusion.gaussian_baseline import GaussianBaselineDenoiser
 GRID, T, CLASSES = (4, 3, 2), 4, 3
 
 
-def tiny(prediction_type="v"):
+def tiny(prediction_type="v", temporal=False):
     config = validate_config({"model": {"clip_length": T, "channels": [8, 16], "attention_levels": [1], "temporal_head_dim": 8,
-                                        "temporal_heads": 2, "gaussian_baseline": True},
+                                        "temporal_heads": 2, "gaussian_baseline": True, "gaussian_baseline_temporal": temporal},
                               "diffusion": {"prediction_type": prediction_type}})
     mask = np.ones(GRID, bool)
     mask[0, 0] = False  # voxels outside the mask stay 0
     torch.manual_seed(0)
     return build_diffusion(config["model"], config["diffusion"], GRID, CLASSES, mask).eval(), mask
+
+
+def fit(network, volumes, labels):
+    """The train stage's spatial fit: category means and the Ledoit-Wolf covariance around them."""
+    mask = np.zeros(volumes.shape[1:], bool).flatten()
+    mask[network.index.numpy()] = True
+    return network.fit(volumes, labels, within_category_covariance(volumes.reshape(len(volumes), -1)[:, mask], labels))
 
 
 def known_gaussian(mask, n=4000, seed=0):
@@ -44,7 +52,7 @@ def test_the_untrained_model_is_the_exact_gaussian_posterior_mean(prediction_typ
     mean mu_c + S (S + lambda_t I)^-1 (x_t / sqrt(abar_t) - mu_c) with the true mean and covariance."""
     diffusion, mask = tiny(prediction_type)
     volumes, labels, means, covariance = known_gaussian(mask, n=40000)
-    diffusion.network.fit(volumes, labels)
+    fit(diffusion.network, volumes, labels)
     x0 = torch.as_tensor(volumes[:2 * T].reshape(2, T, *GRID), dtype=torch.float32)
     clip_labels = torch.as_tensor(labels[:2 * T].reshape(2, T))
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)) * diffusion.mask
@@ -70,7 +78,7 @@ def test_it_denoises_gaussian_data_better_than_the_plain_untrained_network():
     better than the network alone (which predicts 0, a blind shrinkage)."""
     diffusion, mask = tiny()
     volumes, labels, _, _ = known_gaussian(mask)
-    diffusion.network.fit(volumes[:3000], labels[:3000])
+    fit(diffusion.network, volumes[:3000], labels[:3000])
     plain = untrained_control(diffusion)
     plain.network = plain.network.network  # the zero network alone, without the Gaussian
     x0 = torch.as_tensor(volumes[3000:3000 + 16 * T].reshape(16, T, *GRID), dtype=torch.float32)
@@ -90,7 +98,7 @@ def test_the_gaussian_travels_with_the_weights():
     """A fitted model saved and rebuilt from config gives the same output (the Gaussian is in the state)."""
     diffusion, mask = tiny()
     volumes, labels, _, _ = known_gaussian(mask, n=500)
-    diffusion.network.fit(volumes, labels)
+    fit(diffusion.network, volumes, labels)
     rebuilt, _ = tiny()
     assert not torch.equal(rebuilt.network.means, diffusion.network.means)
     rebuilt.load_state_dict(diffusion.state_dict())
@@ -102,7 +110,7 @@ def test_the_gaussian_travels_with_the_weights():
 def test_the_untrained_control_keeps_the_gaussian_and_leaves_the_model_alone():
     diffusion, mask = tiny()
     volumes, labels, _, _ = known_gaussian(mask, n=500)
-    diffusion.network.fit(volumes, labels)
+    fit(diffusion.network, volumes, labels)
     inner = diffusion.network.network
     with torch.no_grad():  # make the network's own output non-zero, as training would
         for p in inner.parameters():
@@ -120,7 +128,7 @@ def test_per_frame_timesteps_and_the_null_label():
     diffusion, mask = tiny()
     volumes, labels, _, _ = known_gaussian(mask, n=500)
     network = diffusion.network
-    network.fit(volumes, labels)
+    fit(network, volumes, labels)
     x_t = torch.randn(1, T, *GRID)
     lab = torch.randint(0, CLASSES, (1, T))
     per_frame = network.baseline(x_t, torch.tensor([[0, 100, 300, 600]]), lab)
@@ -134,7 +142,12 @@ def test_bad_labels_are_refused():
     diffusion, mask = tiny()
     volumes, labels, _, _ = known_gaussian(mask, n=100)
     with pytest.raises(ValueError, match="outside 0..2"):
-        diffusion.network.fit(volumes, np.where(labels == 0, 7, labels))
+        fit(diffusion.network, volumes, np.where(labels == 0, 7, labels))
+    covariance = within_category_covariance(volumes[:, mask], labels)
     with pytest.raises(ValueError, match="100 volumes but 99 labels"):
-        diffusion.network.fit(volumes, labels[:99])
+        diffusion.network.fit(volumes, labels[:99], covariance)
+    with pytest.raises(ValueError, match="covariance is"):
+        diffusion.network.fit(volumes, labels, covariance[1:, 1:])
+    with pytest.raises(ValueError, match="spatial"):  # a spatial baseline given temporal correlations
+        diffusion.network.fit(volumes, labels, covariance, np.ones((len(covariance), T, T)), np.eye(len(covariance)))
     assert isinstance(diffusion.network, GaussianBaselineDenoiser)

@@ -40,7 +40,8 @@ def build_diffusion(model_config: dict, diffusion_config: dict, grid_shape, n_cl
         gradient_checkpointing=gradient_checkpointing, temporal_levels=model_config.get("temporal_levels") or ())
     scheduler = Scheduler(**scheduler_kwargs(diffusion_config))
     if model_config.get("gaussian_baseline", False):
-        network = GaussianBaselineDenoiser(network, mask, n_classes, scheduler)
+        network = GaussianBaselineDenoiser(network, mask, n_classes, scheduler,
+                                           temporal=model_config.get("gaussian_baseline_temporal", False))
     return GaussianDiffusion(network, scheduler, torch.as_tensor(mask), diffusion_config["label_dropout"],
                              diffusion_config.get("min_snr_gamma"), diffusion_config.get("context_prob", 0.0))
 

@@ -11,13 +11,18 @@ t = 200 up (bench/README section 41), so a network that must learn the mean and 
 scratch starts behind it. :class:`GaussianBaselineDenoiser` adds the network's output to the filter's
 (in the network's own target, eps or v): with the output convolution zero-initialised, the untrained
 model *is* the Gaussian, and training can only add what the data show beyond it.
+
+With ``temporal`` (``model.gaussian_baseline_temporal``) the Gaussian also knows how each component of S moves
+within a clip: component j's time series has covariance lambda_j R_j (R_j its temporal correlation, T x T), and
+the filter is solved per component over the clip's frames, lambda_j R_j (lambda_j R_j + D_t)^(-1) with D_t the
+frames' noise (diagonal, so frames at different noise levels are allowed): each frame is denoised with the help
+of its neighbours, as :class:`~modalmerge.diffusion.posterior_noise.GaussianPrior` already does for the sampler.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.covariance import LedoitWolf
 from torch import nn
 
 from .schedulers import PredictionType, Scheduler
@@ -26,9 +31,12 @@ from .schedulers import PredictionType, Scheduler
 class GaussianBaselineDenoiser(nn.Module):
     """``network``'s output plus the Wiener filter's, for a ``mask`` (grid) of V voxels and ``n_classes``
     categories (the null label, ``network.null_label``, gets the overall mean). The Gaussian's mean, basis
-    and eigenvalues are buffers (saved with the weights); :meth:`fit` sets them from training volumes."""
+    and eigenvalues are buffers (saved with the weights); :meth:`fit` sets them from training volumes. With
+    ``temporal``, a buffer ``frame_covariance`` (V, T, T) holds each component's covariance across a clip's T
+    frames (``clip_length`` of the network)."""
 
-    def __init__(self, network: nn.Module, mask: np.ndarray, n_classes: int, scheduler: Scheduler):
+    def __init__(self, network: nn.Module, mask: np.ndarray, n_classes: int, scheduler: Scheduler,
+                 temporal: bool = False):
         super().__init__()
         self.network = network
         inside = torch.as_tensor(np.asarray(mask)).bool()
@@ -38,11 +46,17 @@ class GaussianBaselineDenoiser(nn.Module):
         self.register_buffer("basis", torch.eye(n))
         self.register_buffer("values", torch.zeros(n))  # all 0 until fit: the filter returns the mean
         self.register_buffer("abar", scheduler.alphas_cumprod.float().clone())
+        if temporal:  # all 0 until fit, like values
+            self.register_buffer("frame_covariance", torch.zeros(n, network.clip_length, network.clip_length))
         self.epsilon = scheduler.prediction_type is PredictionType.EPSILON
 
     @property
     def null_label(self) -> int:
         return self.network.null_label
+
+    @property
+    def temporal(self) -> bool:
+        return "frame_covariance" in self._buffers
 
     @property
     def clip_length(self) -> int:
@@ -64,22 +78,47 @@ class GaussianBaselineDenoiser(nn.Module):
         twin.epsilon = self.epsilon
         return twin
 
-    def fit(self, volumes: np.ndarray, labels: np.ndarray) -> "GaussianBaselineDenoiser":
-        """Set the Gaussian from training volumes ``(n, *grid)`` and their category ids ``(n,)``."""
+    def fit(self, volumes: np.ndarray, labels: np.ndarray, covariance: np.ndarray, temporal: np.ndarray | None = None,
+            basis: np.ndarray | None = None) -> "GaussianBaselineDenoiser":
+        """Set the Gaussian from training volumes ``(n, *grid)``, their category ids ``(n,)`` and the covariance
+        ``(V, V)`` of the volumes around their category means (inside the mask; e.g.
+        :func:`~modalmerge.analysis.generator_baselines.within_category_covariance`). A ``temporal`` model also
+        needs ``temporal`` (V, T, T), the temporal correlation of each column of the orthonormal ``basis`` (V, V)
+        (e.g. :func:`~modalmerge.analysis.generator_baselines.component_temporal_correlation`)."""
         flat = np.asarray(volumes, np.float64).reshape(len(volumes), -1)[:, self.index.cpu().numpy()]
         labels = np.asarray(labels)
         if len(flat) != len(labels):
             raise ValueError(f"{len(flat)} volumes but {len(labels)} labels.")
+        n = flat.shape[1]
+        covariance = np.asarray(covariance, np.float64)
+        if covariance.shape != (n, n):
+            raise ValueError(f"the covariance is {covariance.shape} but the mask has {n} voxels.")
         means = np.repeat(flat.mean(0, keepdims=True), len(self.means), axis=0)
         for c in np.unique(labels):
             if not 0 <= c < self.null_label:
                 raise ValueError(f"label {c} is outside 0..{self.null_label - 1}.")
             means[c] = flat[labels == c].mean(0)
-        values, basis = np.linalg.eigh(LedoitWolf().fit(flat - means[labels]).covariance_)
+        if self.temporal != (temporal is not None):
+            raise ValueError("a temporal baseline needs temporal= and basis=; a spatial one takes neither."
+                             if self.temporal else "this baseline is spatial (model.gaussian_baseline_temporal is false): pass no temporal=.")
+        if temporal is None:
+            values, basis = np.linalg.eigh(covariance)
+        else:
+            basis, temporal = np.asarray(basis, np.float64), np.asarray(temporal, np.float64)
+            shape = tuple(self.frame_covariance.shape)
+            if basis.shape != (n, n) or temporal.shape != shape:
+                raise ValueError(f"basis must be {(n, n)} and temporal {shape}; got {basis.shape} and {temporal.shape}.")
+            if not np.allclose(basis.T @ basis, np.eye(n), atol=1e-6):
+                raise ValueError("basis must be orthonormal (e.g. the covariance's eigenvectors).")
+            values = np.einsum("vj,vw,wj->j", basis, covariance, basis)  # each component's variance
+        values = np.clip(values, 0, None)
         device = self.means.device
-        self.means.copy_(torch.as_tensor(means, dtype=torch.float32, device=device))
-        self.basis.copy_(torch.as_tensor(basis, dtype=torch.float32, device=device))
-        self.values.copy_(torch.as_tensor(np.clip(values, 0, None), dtype=torch.float32, device=device))
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+        self.means.copy_(as_tensor(means))
+        self.basis.copy_(as_tensor(basis))
+        self.values.copy_(as_tensor(values))
+        if temporal is not None:
+            self.frame_covariance.copy_(as_tensor(values[:, None, None] * temporal))
         return self
 
     def baseline(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -89,8 +128,13 @@ class GaussianBaselineDenoiser(nn.Module):
             abar = self.abar[t]
             abar = (abar[:, None] if abar.ndim == 1 else abar)[..., None]  # (B, 1 or T, 1)
             mean = self.means[labels]
-            shrink = self.values / (self.values + (1 - abar) / abar)  # (B, 1 or T, V)
-            x0 = mean + ((flat / abar.sqrt() - mean) @ self.basis * shrink) @ self.basis.T
+            noise = (1 - abar) / abar  # (B, 1 or T, 1): the noise variance of x_t / sqrt(abar_t)
+            components = (flat / abar.sqrt() - mean) @ self.basis  # (B, T, V)
+            if self.temporal:
+                components = self.across_frames(components, noise)
+            else:
+                components = components * self.values / (self.values + noise)
+            x0 = mean + components @ self.basis.T
             if self.epsilon:
                 target = (flat - abar.sqrt() * x0) / (1 - abar).sqrt()
             else:
@@ -98,6 +142,18 @@ class GaussianBaselineDenoiser(nn.Module):
             out = torch.zeros(*x_t.shape[:2], x_t[0, 0].numel(), device=x_t.device)
             out[..., self.index] = target
             return out.reshape(x_t.shape)
+
+    def across_frames(self, components: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Each component's filter over the clip's frames, C_j (C_j + D)^(-1) y_j with C_j = ``frame_covariance[j]``
+        and D the frames' ``noise`` variances: ``components`` (B, T, V) in, the same shape out (float64 solve)."""
+        frames = self.frame_covariance.shape[-1]
+        if components.shape[1] != frames:
+            raise ValueError(f"the temporal baseline covers clips of {frames} frames; got {components.shape[1]}.")
+        covariance = self.frame_covariance.double()  # (V, T, T)
+        noise = torch.diag_embed(noise.double().expand(-1, components.shape[1], 1)[..., 0])  # (B, T, T)
+        y = components.double().transpose(1, 2)[..., None]  # (B, V, T, 1)
+        filtered = covariance @ torch.linalg.solve(covariance + noise[:, None], y)
+        return filtered[..., 0].transpose(1, 2).float()
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.network(x_t, t, labels) + self.baseline(x_t, t, labels)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..analysis.generator_baselines import component_temporal_correlation, within_category_covariance
 from ..data.clips import make_clips
 from ..data.dataset import PreparedData, RunSplit
 from ..errors import ModalMergeInputError
@@ -61,6 +62,19 @@ def validation_split(validation_runs: list, split: RunSplit) -> list[int]:
     return runs
 
 
+def fit_gaussian_baseline(baseline, data: PreparedData, runs: list[int]) -> None:
+    """Fit ``model.gaussian_baseline``'s Gaussian on the volumes of ``runs``: category means, the Ledoit-Wolf
+    covariance around them and, for a temporal baseline, each eigencomponent's correlation within a clip."""
+    own = np.isin(data.runs, runs)
+    X, labels = data.X[own][:, data.mask], data.label_ids[own]
+    covariance = within_category_covariance(X, labels)
+    temporal = basis = None
+    if baseline.temporal:
+        basis = np.linalg.eigh(covariance)[1]
+        temporal = component_temporal_correlation(X, labels, data.runs[own], basis, baseline.clip_length)
+    baseline.fit(data.X[own], labels, covariance, temporal, basis)
+
+
 def train_process(volumes_path, split_path, config: dict, out: dict, threads: int = 1, progress: bool = True) -> dict:
     """One training process (the only one, or one rank under torchrun); rank 0 writes ``out``."""
     context = context_from_environment()
@@ -88,8 +102,7 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
     diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
                                 gradient_checkpointing=train_cfg["gradient_checkpointing"])
     if model_cfg.get("gaussian_baseline", False):  # the Gaussian of the model's own runs (no validation run)
-        own = np.isin(data.runs, model_runs)
-        diffusion.network.fit(data.X[own], data.label_ids[own])
+        fit_gaussian_baseline(diffusion.network, data, model_runs)
     metadata = {
         "config": {"model": model_cfg, "diffusion": diffusion_cfg, "train": train_cfg},
         "grid_shape": list(data.X.shape[1:]), "class_names": data.class_names.tolist(),
