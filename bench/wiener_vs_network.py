@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.covariance import LedoitWolf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
+from modalmerge.analysis.generator_baselines import within_category_covariance  # noqa: E402
 from modalmerge.data.clips import make_clips  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
 from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
@@ -40,8 +40,7 @@ def wiener_parts(data: PreparedData, inside: np.ndarray):
     X = data.X[train][:, inside].astype(np.float64)
     labels = data.label_ids[train]
     means = {int(c): X[labels == c].mean(0) for c in np.unique(labels)}
-    centred = X - np.stack([means[int(c)] for c in labels])
-    values, basis = np.linalg.eigh(LedoitWolf().fit(centred).covariance_)
+    values, basis = np.linalg.eigh(within_category_covariance(X, labels))
     return means, X.mean(0), np.clip(values, 0, None), basis
 
 
