@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .posterior_noise import temporal_components
 from .schedulers import PredictionType, Scheduler
 
 
@@ -104,13 +105,8 @@ class GaussianBaselineDenoiser(nn.Module):
         if temporal is None:
             values, basis = np.linalg.eigh(covariance)
         else:
-            basis, temporal = np.asarray(basis, np.float64), np.asarray(temporal, np.float64)
-            shape = tuple(self.frame_covariance.shape)
-            if basis.shape != (n, n) or temporal.shape != shape:
-                raise ValueError(f"basis must be {(n, n)} and temporal {shape}; got {basis.shape} and {temporal.shape}.")
-            if not np.allclose(basis.T @ basis, np.eye(n), atol=1e-6):
-                raise ValueError("basis must be orthonormal (e.g. the covariance's eigenvectors).")
-            values = np.einsum("vj,vw,wj->j", basis, covariance, basis)  # each component's variance
+            temporal = np.asarray(temporal, np.float64)
+            values, basis = temporal_components(covariance, temporal, basis, self.frame_covariance.shape)
         values = np.clip(values, 0, None)
         device = self.means.device
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731

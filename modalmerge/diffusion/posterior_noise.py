@@ -20,6 +20,19 @@ import numpy as np
 import torch
 
 
+def temporal_components(covariance: np.ndarray, temporal: np.ndarray, basis, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Check a spatiotemporal Gaussian's parts: ``temporal`` (the correlation within a clip of each column of
+    ``basis``) must have ``shape`` (V, T, T) and ``basis`` must be orthonormal (V, V). Returns the variance of
+    ``covariance`` (V, V) along each column, and the basis (float64)."""
+    basis = np.asarray(basis, np.float64)
+    n = len(covariance)
+    if basis.shape != (n, n) or temporal.shape != tuple(shape):
+        raise ValueError(f"basis must be {(n, n)} and temporal {tuple(shape)}; got {basis.shape} and {temporal.shape}.")
+    if not np.allclose(basis.T @ basis, np.eye(n), atol=1e-6):
+        raise ValueError("basis must be orthonormal (e.g. the covariance's eigenvectors).")
+    return np.einsum("vj,vw,wj->j", basis, covariance, basis), basis
+
+
 class GaussianPrior:
     """``mask`` (grid) with V voxels inside; ``covariance`` (V, V); ``temporal`` None or (V, T, T): the
     temporal correlation of the data's component along each column of ``basis`` (V, V; orthonormal), which
@@ -37,12 +50,9 @@ class GaussianPrior:
         else:
             if basis is None:
                 raise ValueError("a temporal prior refers to the components of a spatial basis; pass basis= as well.")
-            basis, temporal = np.asarray(basis, np.float64), np.asarray(temporal, np.float64)
-            if basis.shape != (n, n) or temporal.ndim != 3 or temporal.shape[0] != n or temporal.shape[1] != temporal.shape[2]:
-                raise ValueError(f"basis must be ({n}, {n}) and temporal ({n}, T, T); got {basis.shape} and {temporal.shape}.")
-            if not np.allclose(basis.T @ basis, np.eye(n), atol=1e-6):
-                raise ValueError("basis must be orthonormal (e.g. the covariance's eigenvectors).")
-            values = np.einsum("vj,vw,wj->j", basis, covariance, basis)  # each component's variance
+            temporal = np.asarray(temporal, np.float64)
+            frames = temporal.shape[-1] if temporal.ndim else 0
+            values, basis = temporal_components(covariance, temporal, basis, (n, frames, frames))
             rho, frames = np.linalg.eigh(temporal)
             self.temporal = (torch.as_tensor(np.clip(rho, 0, None)), torch.as_tensor(frames))  # (V, T), (V, T, T)
         self.values = torch.as_tensor(np.clip(values, 0, None))
