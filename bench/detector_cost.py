@@ -372,6 +372,14 @@ def fit_and_score(detector, pick, clips, labels, injected, design, mask, anomali
     return evaluate_detector(scores, maps, injected, mask, anomalies["default_strengths"], anomalies["voxel_fp_rate"])
 
 
+def detector_entry(r: dict, types, seconds: float | None = None) -> dict:
+    """What the bench scripts keep of ``evaluate_detector``'s result ``r``: pooled AUROC, AUROC per type, blob voxel
+    AUPRC (and the seconds it took, when given)."""
+    entry = {"auroc": r["auroc"], "by_type": {k: r["by_type"][k]["auroc"] for k in types},
+             "blob_voxel_auprc": r["by_type"]["blob"].get("voxel_auprc")}
+    return entry if seconds is None else {**entry, "seconds": seconds}
+
+
 def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> dict:
     config, injected, data, clips, labels, design = development_inputs(folder)
     cfg = dict(config["anomalies"])
@@ -415,9 +423,7 @@ def score_folder(folder: Path, variants: dict, draw_seed: int | None = None) -> 
     for name, (detector, pick, forwards) in detectors.items():
         started = time.perf_counter()
         r = fit_and_score(detector, pick, clips, labels, injected, design, data.mask, cfg, precision)
-        out["detectors"][name] = {"auroc": r["auroc"], "by_type": {k: r["by_type"][k]["auroc"] for k in defaults},
-                                  "blob_voxel_auprc": r["by_type"]["blob"].get("voxel_auprc"),
-                                  "forwards_per_clip": forwards, "seconds": time.perf_counter() - started}
+        out["detectors"][name] = {**detector_entry(r, defaults, time.perf_counter() - started), "forwards_per_clip": forwards}
         print(f"{folder.name}: {name}: AUROC {r['auroc']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     return out
 

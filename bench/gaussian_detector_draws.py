@@ -22,7 +22,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from detector_cost import development_inputs, fit_and_score  # noqa: E402
+from detector_cost import detector_entry, development_inputs, fit_and_score  # noqa: E402
 from temporal_gaussian import gaussians  # noqa: E402
 from modalmerge.analysis.detectors import classical_detectors  # noqa: E402
 from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     config, injected, data, clips, labels, design = development_inputs(args.folder)
     diffusion, meta = load_diffusion(args.folder / "results/model/sub001/model.pt", torch.device("cpu"))
-    gaussian = gaussians(diffusion, data, meta["train_runs"])["spatial"]
+    gaussian = gaussians(diffusion, data, meta["train_runs"], kinds=("spatial",))["spatial"]
     cfg = dict(config["anomalies"])
     precision = inference_precision(torch.device("cpu"), config["train"].get("inference_precision", "auto"))
     picks = {"workflow": calibration_clips(len(clips), cfg), "all": np.arange(len(clips))}
@@ -64,8 +64,7 @@ def main() -> None:
         for seed in args.draw_seeds:
             detector = DiffusionDetector(data.mask, gaussian, t, steps, draws, seed=seed, average=average)
             r = fit_and_score(detector, picks[calibration], clips, labels, injected, design, data.mask, cfg, precision)
-            rows.append({"auroc": r["auroc"], "by_type": {k: r["by_type"][k]["auroc"] for k in cfg["default_strengths"]},
-                         "blob_voxel_auprc": r["by_type"]["blob"].get("voxel_auprc")})
+            rows.append(detector_entry(r, cfg["default_strengths"]))
         aurocs = np.array([row["auroc"] for row in rows])
         out["variants"][name] = {"draws": rows, "auroc_mean": float(aurocs.mean()), "auroc_sd": float(aurocs.std(ddof=1))}
         print(f"{name}: {aurocs.mean():.3f} +- {aurocs.std(ddof=1):.3f} ({', '.join(f'{a:.3f}' for a in aurocs)})", flush=True)

@@ -38,7 +38,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from detector_cost import InpaintingDetector, development_inputs, fit_and_score  # noqa: E402
+from detector_cost import InpaintingDetector, detector_entry, development_inputs, fit_and_score  # noqa: E402
 from modalmerge.analysis.detectors import classical_detectors  # noqa: E402
 from modalmerge.analysis.diffusion_detector import DiffusionDetector, untrained_control  # noqa: E402
 from modalmerge.data.clips import make_clips  # noqa: E402
@@ -52,11 +52,12 @@ from modalmerge.stages.train import fit_gaussian_baseline  # noqa: E402
 LEVELS = (50, 100, 200, 300, 500, 700)
 
 
-def gaussians(diffusion: GaussianDiffusion, data, runs: list[int]) -> dict:
-    """The spatial and the temporal Gaussian of ``runs``, each as an untrained model (network output 0)."""
+def gaussians(diffusion: GaussianDiffusion, data, runs: list[int], kinds=("spatial", "temporal")) -> dict:
+    """The spatial and/or the temporal Gaussian of ``runs`` (``kinds``), each as an untrained model (network output 0)."""
+    inner = diffusion.network.network if isinstance(diffusion.network, GaussianBaselineDenoiser) else diffusion.network
     out = {}
-    for name, temporal in (("spatial", False), ("temporal", True)):
-        inner = diffusion.network.network if isinstance(diffusion.network, GaussianBaselineDenoiser) else diffusion.network
+    for name in kinds:
+        temporal = name == "temporal"
         baseline = GaussianBaselineDenoiser(inner, data.mask, len(data.class_names), diffusion.scheduler, temporal=temporal)
         fit_gaussian_baseline(baseline, data, runs)
         model = GaussianDiffusion(baseline, diffusion.scheduler, diffusion.mask, diffusion.label_dropout,
@@ -112,9 +113,7 @@ def main() -> None:
         for name, (detector, pick) in detectors.items():
             started = time.perf_counter()
             r = fit_and_score(detector, pick, clips, labels, injected, design, data.mask, cfg, precision)
-            result["draws"][draw][name] = {"auroc": r["auroc"], "by_type": {k: r["by_type"][k]["auroc"] for k in defaults},
-                                           "blob_voxel_auprc": r["by_type"]["blob"].get("voxel_auprc"),
-                                           "seconds": time.perf_counter() - started}
+            result["draws"][draw][name] = detector_entry(r, defaults, time.perf_counter() - started)
             print(f"draw {draw}: {name}: AUROC {r['auroc']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

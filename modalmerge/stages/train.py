@@ -66,13 +66,14 @@ def fit_gaussian_baseline(baseline, data: PreparedData, runs: list[int]) -> None
     """Fit ``model.gaussian_baseline``'s Gaussian on the volumes of ``runs``: category means, the Ledoit-Wolf
     covariance around them and, for a temporal baseline, each eigencomponent's correlation within a clip."""
     own = np.isin(data.runs, runs)
-    X, labels = data.X[own][:, data.mask], data.label_ids[own]
+    volumes, labels = data.X[own], data.label_ids[own]
+    X = volumes[:, data.mask]
     covariance = within_category_covariance(X, labels)
     temporal = basis = None
     if baseline.temporal:
         basis = np.linalg.eigh(covariance)[1]
         temporal = component_temporal_correlation(X, labels, data.runs[own], basis, baseline.clip_length)
-    baseline.fit(data.X[own], labels, covariance, temporal, basis)
+    baseline.fit(volumes, labels, covariance, temporal, basis)
 
 
 def train_process(volumes_path, split_path, config: dict, out: dict, threads: int = 1, progress: bool = True) -> dict:
