@@ -12,8 +12,9 @@ workflow's schedule (``decode.diffusion_pairs`` shared (timestep, noise) pairs, 
 workflow's inference precision). A static clip is outside what the model saw in training (real clips
 change from frame to frame); that is the price of using no context, and the number says what it costs.
 
-Beside it, on exactly the same volumes: the project's per-volume linear SVM (``linear_svm()``) trained
-on the category volumes of the model's training runs. Per model: both accuracies, the permutation p of
+Beside it, on exactly the same volumes: the project's per-volume linear SVM (``linear_svm()``) and
+shrinkage LDA (``shrinkage_lda()``, the strongest classical decoder here) trained on the category volumes
+of the model's training runs (LDA added in the fifteenth session, before that session's run). Per model: both accuracies, the permutation p of
 the diffusion classifier (held-out labels shuffled within runs against its fixed predictions, 1000
 times; no refit exists for a pretrained generative classifier) and an exact McNemar test of the two
 on the same volumes. Nothing is chosen here: the schedule is the workflow's, so this may run on the
@@ -41,7 +42,7 @@ from scipy.stats import binomtest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from modalmerge.analysis.decoding import fixed_predictions_null, linear_svm, permutation_p_value  # noqa: E402
+from modalmerge.analysis.decoding import fixed_predictions_null, linear_svm, permutation_p_value, shrinkage_lda  # noqa: E402
 from modalmerge.analysis.diffusion_decoding import DiffusionClassifier  # noqa: E402
 from modalmerge.config import validate_config  # noqa: E402
 from modalmerge.data.dataset import PreparedData  # noqa: E402
@@ -52,6 +53,12 @@ from modalmerge.runtime import inference_precision, model_autocast  # noqa: E402
 def static_clips(volumes: np.ndarray, clip_length: int) -> np.ndarray:
     """``(n, clip_length, x, y, z)``: each volume repeated along time."""
     return np.repeat(volumes[:, None], clip_length, axis=1)
+
+
+def exact_mcnemar(right: np.ndarray, other_right: np.ndarray) -> float:
+    """Exact two-sided McNemar p of two classifiers' right/wrong on the same items (1 when they never differ)."""
+    first, second = int(np.sum(right & ~other_right)), int(np.sum(~right & other_right))
+    return float(binomtest(first, first + second, 0.5).pvalue) if first + second else 1.0
 
 
 def classify_volumes(diffusion, meta: dict, data: PreparedData, decode: dict) -> dict:
@@ -80,20 +87,24 @@ def classify_volumes(diffusion, meta: dict, data: PreparedData, decode: dict) ->
         fit_seconds = time.perf_counter() - started
         predicted = classifier.predict_blocks(clips, design, frames)
     seconds = time.perf_counter() - started - fit_seconds
-    svm = linear_svm().fit(data.X[train][:, data.mask], data.label_ids[train]).predict(data.X[test][:, data.mask])
-    right, svm_right = predicted == truth, svm == truth
+    X_train, X_test = data.X[train][:, data.mask], data.X[test][:, data.mask]
+    svm = linear_svm().fit(X_train, data.label_ids[train]).predict(X_test)
+    lda = shrinkage_lda().fit(X_train, data.label_ids[train]).predict(X_test)
+    right, svm_right, lda_right = predicted == truth, svm == truth, lda == truth
     rng = np.random.default_rng(decode["seed"])
     null = fixed_predictions_null(predicted, truth, runs, 1000, rng)
     only_diffusion, only_svm = int(np.sum(right & ~svm_right)), int(np.sum(~right & svm_right))
-    mcnemar = binomtest(only_diffusion, only_diffusion + only_svm, 0.5).pvalue if only_diffusion + only_svm else 1.0
+    mcnemar = exact_mcnemar(right, svm_right)
     return {"test_runs": [int(r) for r in meta["test_runs"]], "n_volumes": int(test.sum()), "precision": precision,
             "forwards_per_volume": classifier.forwards_per_block(), "seconds": seconds, "metric": metric,
             "metric_fit_seconds": fit_seconds if metric == "whitened" else 0.0,
             "diffusion_accuracy": float(right.mean()), "diffusion_p_value": permutation_p_value(null, float(right.mean())),
             "svm_accuracy": float(svm_right.mean()), "only_diffusion_right": only_diffusion, "only_svm_right": only_svm,
             "mcnemar_p_value": float(mcnemar), "chance": 1 / data.rest_id,
-            "by_run": {int(r): {"diffusion": float(right[runs == r].mean()), "svm": float(svm_right[runs == r].mean())}
-                       for r in np.unique(runs)}}
+            "lda_accuracy": float(lda_right.mean()), "only_diffusion_right_vs_lda": int(np.sum(right & ~lda_right)),
+            "only_lda_right": int(np.sum(~right & lda_right)), "mcnemar_p_value_vs_lda": exact_mcnemar(right, lda_right),
+            "by_run": {int(r): {"diffusion": float(right[runs == r].mean()), "svm": float(svm_right[runs == r].mean()),
+                                "lda": float(lda_right[runs == r].mean())} for r in np.unique(runs)}}
 
 
 def main() -> None:
@@ -120,11 +131,12 @@ def main() -> None:
         models.append(result)
         print(f"{checkpoint}: diffusion {result['diffusion_accuracy']:.3f} (p {result['diffusion_p_value']:.3f}), "
               f"SVM {result['svm_accuracy']:.3f}, only diffusion right {result['only_diffusion_right']}, only SVM "
-              f"{result['only_svm_right']} (McNemar p {result['mcnemar_p_value']:.3g}); {result['seconds']:.0f} s", flush=True)
+              f"{result['only_svm_right']} (McNemar p {result['mcnemar_p_value']:.3g}); LDA {result['lda_accuracy']:.3f} "
+              f"(McNemar p {result['mcnemar_p_value_vs_lda']:.3g}); {result['seconds']:.0f} s", flush=True)
     accuracies = np.array([m["diffusion_accuracy"] for m in models])
     summary = {"diffusion_mean": float(accuracies.mean()),
                "diffusion_sd": float(accuracies.std(ddof=1)) if len(models) > 1 else 0.0,
-               "svm": [m["svm_accuracy"] for m in models]}
+               "svm": [m["svm_accuracy"] for m in models], "lda": [m["lda_accuracy"] for m in models]}
     print(json.dumps(summary))
     if args.out:
         args.out.write_text(json.dumps({"schedule": {k: decode[k] for k in (

@@ -22,7 +22,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from detector_cost import detector_entry, development_inputs, fit_and_score  # noqa: E402
+from detector_cost import WhitenedDetector, detector_entry, development_inputs, fit_and_score  # noqa: E402
 from temporal_gaussian import gaussians  # noqa: E402
 from modalmerge.analysis.detectors import classical_detectors  # noqa: E402
 from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
@@ -30,7 +30,7 @@ from modalmerge.diffusion.checkpoints import load_diffusion  # noqa: E402
 from modalmerge.runtime import inference_precision  # noqa: E402
 from modalmerge.stages.anomalies import calibration_clips  # noqa: E402
 
-VARIANTS = {  # name: (t, steps, draws, average, calibration)
+VARIANTS = {  # name: (t, steps, draws, average, calibration); average "whitened": WhitenedDetector
     "t200 s2 d2 residual": (200, 2, 2, "residual", "workflow"),
     "t200 s1 d4 residual": (200, 1, 4, "residual", "workflow"),
     "t200 s2 d2 recon": (200, 2, 2, "reconstruction", "workflow"),
@@ -42,12 +42,22 @@ VARIANTS = {  # name: (t, steps, draws, average, calibration)
     "t300 s1 d4 recon": (300, 1, 4, "reconstruction", "workflow"),
     "t500 s1 d4 recon": (500, 1, 4, "reconstruction", "workflow"),
 }
+WHITENED = {  # fifteenth session: the residual ZCA-whitened (bench/README 27, old network) on the default's Gaussian
+    "t200 s1 d4 residual": (200, 1, 4, "residual", "workflow"),
+    "t200 s1 d4 whitened": (200, 1, 4, "whitened", "workflow"),
+    "t200 s2 d2 whitened": (200, 2, 2, "whitened", "workflow"),
+    "t100 s1 d4 whitened": (100, 1, 4, "whitened", "workflow"),
+    "t300 s1 d4 whitened": (300, 1, 4, "whitened", "workflow"),
+    "t200 s1 d4 whitened all": (200, 1, 4, "whitened", "all"),
+}
+SETS = {"draws": VARIANTS, "whitened": WHITENED}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--draw-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", choices=sorted(SETS), default="draws")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     config, injected, data, clips, labels, design = development_inputs(args.folder)
@@ -59,10 +69,13 @@ def main() -> None:
     runs = {"ridge_whitened_z": fit_and_score(classical_detectors(data.mask, 0)["ridge_whitened_z"], None, clips, labels,
                                               injected, design, data.mask, cfg, precision)}
     out = {"ridge_whitened_z": {"auroc": runs["ridge_whitened_z"]["auroc"]}, "variants": {}}
-    for name, (t, steps, draws, average, calibration) in VARIANTS.items():
+    for name, (t, steps, draws, average, calibration) in SETS[args.set].items():
         rows = []
         for seed in args.draw_seeds:
-            detector = DiffusionDetector(data.mask, gaussian, t, steps, draws, seed=seed, average=average)
+            if average == "whitened":
+                detector = WhitenedDetector(data.mask, gaussian, t, steps, draws, seed=seed)
+            else:
+                detector = DiffusionDetector(data.mask, gaussian, t, steps, draws, seed=seed, average=average)
             r = fit_and_score(detector, picks[calibration], clips, labels, injected, design, data.mask, cfg, precision)
             rows.append(detector_entry(r, cfg["default_strengths"]))
         aurocs = np.array([row["auroc"] for row in rows])
