@@ -22,7 +22,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
-from detector_cost import WhitenedDetector, detector_entry, development_inputs, fit_and_score  # noqa: E402
+from detector_cost import RidgeInverseDetector, WhitenedDetector, detector_entry, development_inputs, fit_and_score  # noqa: E402
 from temporal_gaussian import gaussians  # noqa: E402
 from modalmerge.analysis.detectors import classical_detectors  # noqa: E402
 from modalmerge.analysis.diffusion_detector import DiffusionDetector  # noqa: E402
@@ -50,7 +50,17 @@ WHITENED = {  # fifteenth session: the residual ZCA-whitened (bench/README 27, o
     "t300 s1 d4 whitened": (300, 1, 4, "whitened", "workflow"),
     "t200 s1 d4 whitened all": (200, 1, 4, "whitened", "all"),
 }
-SETS = {"draws": VARIANTS, "whitened": WHITENED}
+LIMIT = {  # fifteenth session: for a Gaussian denoiser the expected squared residual of one DDIM step from t is
+    # (lambda_t (S + lambda_t I)^(-1) (x - mu))^2 plus a constant per voxel: the ridge-inverse z at lambda_t
+    # (bench/detector_cost.py), reached as the draws grow. "ridge-inverse t" is that classical detector, no draw.
+    "t200 s1 d4 residual": (200, 1, 4, "residual", "workflow"),
+    "t200 s1 d64 residual": (200, 1, 64, "residual", "workflow"),
+    "t200 ridge-inverse": (200, 0, 0, "ridge-inverse", "classical"),
+    "t500 s1 d64 residual": (500, 1, 64, "residual", "workflow"),
+    "t500 ridge-inverse": (500, 0, 0, "ridge-inverse", "classical"),
+}
+SETS = {"draws": VARIANTS, "whitened": WHITENED, "limit": LIMIT}
+
 
 
 def main() -> None:
@@ -65,22 +75,28 @@ def main() -> None:
     gaussian = gaussians(diffusion, data, meta["train_runs"], kinds=("spatial",))["spatial"]
     cfg = dict(config["anomalies"])
     precision = inference_precision(torch.device("cpu"), config["train"].get("inference_precision", "auto"))
-    picks = {"workflow": calibration_clips(len(clips), cfg), "all": np.arange(len(clips))}
+    picks = {"workflow": calibration_clips(len(clips), cfg), "all": np.arange(len(clips)), "classical": None}
+    abar = diffusion.scheduler.alphas_cumprod.double()
     runs = {"ridge_whitened_z": fit_and_score(classical_detectors(data.mask, 0)["ridge_whitened_z"], None, clips, labels,
                                               injected, design, data.mask, cfg, precision)}
     out = {"ridge_whitened_z": {"auroc": runs["ridge_whitened_z"]["auroc"]}, "variants": {}}
     for name, (t, steps, draws, average, calibration) in SETS[args.set].items():
         rows = []
         for seed in args.draw_seeds:
-            if average == "whitened":
+            if average == "ridge-inverse":  # deterministic: one "draw" is all there is
+                if rows:
+                    break
+                detector = RidgeInverseDetector(data.mask, float((1 - abar[t]) / abar[t]))
+            elif average == "whitened":
                 detector = WhitenedDetector(data.mask, gaussian, t, steps, draws, seed=seed)
             else:
                 detector = DiffusionDetector(data.mask, gaussian, t, steps, draws, seed=seed, average=average)
             r = fit_and_score(detector, picks[calibration], clips, labels, injected, design, data.mask, cfg, precision)
             rows.append(detector_entry(r, cfg["default_strengths"]))
         aurocs = np.array([row["auroc"] for row in rows])
-        out["variants"][name] = {"draws": rows, "auroc_mean": float(aurocs.mean()), "auroc_sd": float(aurocs.std(ddof=1))}
-        print(f"{name}: {aurocs.mean():.3f} +- {aurocs.std(ddof=1):.3f} ({', '.join(f'{a:.3f}' for a in aurocs)})", flush=True)
+        sd = float(aurocs.std(ddof=1)) if len(aurocs) > 1 else 0.0
+        out["variants"][name] = {"draws": rows, "auroc_mean": float(aurocs.mean()), "auroc_sd": sd}
+        print(f"{name}: {aurocs.mean():.3f} +- {sd:.3f} ({', '.join(f'{a:.3f}' for a in aurocs)})", flush=True)
     print(f"ridge_whitened_z: {out['ridge_whitened_z']['auroc']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
