@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modalmerge.analysis.diffusion_detector import untrained_control
-from modalmerge.analysis.generator_baselines import component_temporal_correlation, within_category_covariance
+from modalmerge.analysis.generator_baselines import within_category_covariance
 from modalmerge.config import validate_config
 from modalmerge.diffusion.checkpoints import build_diffusion
 from modalmerge.diffusion.gaussian_baseline import GaussianBaselineDenoiser
@@ -151,3 +151,37 @@ def test_bad_labels_are_refused():
     with pytest.raises(ValueError, match="spatial"):  # a spatial baseline given temporal correlations
         diffusion.network.fit(volumes, labels, covariance, np.ones((len(covariance), T, T)), np.eye(len(covariance)))
     assert isinstance(diffusion.network, GaussianBaselineDenoiser)
+
+
+def test_the_reconstruction_detector_on_the_gaussian_is_the_ridge_inverse_residual_plus_noise():
+    """bench/README 43: one DDIM step from t returns the Gaussian's posterior mean, so averaged over noise draws
+    the detector's squared residual is (lambda_t (S + lambda_t I)^-1 (x - mu_c))^2 plus a constant per voxel,
+    lambda_t (G G^T)_vv with G = S (S + lambda_t I)^-1: the classical ridge-inverse z-score at lambda_t, and
+    nothing else of x."""
+    from modalmerge.analysis.diffusion_detector import DiffusionDetector
+
+    diffusion, mask = tiny()
+    rng = np.random.default_rng(3)
+    v = int(mask.sum())
+    factor = rng.normal(size=(v, 3)) * 0.6
+    covariance = factor @ factor.T + 0.1 * np.eye(v)  # small enough that the sampler's x0 clip (5) never bites
+    means = rng.normal(scale=0.3, size=(CLASSES, v))
+    labels = rng.integers(0, CLASSES, 20000)
+    volumes = np.zeros((len(labels), *GRID))
+    volumes[:, mask] = means[labels] + rng.multivariate_normal(np.zeros(v), covariance, len(labels))
+    fit(diffusion.network, volumes, labels)
+    clips, design = volumes[:24 * T].reshape(24, T, *GRID).astype(np.float32), labels[:24 * T].reshape(24, T)
+    t = 200
+    detector = DiffusionDetector(mask, diffusion, t_start=t, steps=1, n_draws=400, smoothing=0.0, seed=1)
+    measured = detector.residuals(clips, design)[:, :, mask]
+    lam = float((1 - diffusion.scheduler.alphas_cumprod[t]) / diffusion.scheduler.alphas_cumprod[t])
+    inverse = np.linalg.inv(covariance + lam * np.eye(v))
+    bias = lam * (clips[:, :, mask] - means[design]) @ inverse  # inverse is symmetric
+    gain = covariance @ inverse
+    noise = lam * np.einsum("ij,ij->i", gain, gain)  # lambda_t (G G^T)_vv
+    expected = bias ** 2 + noise
+    assert np.abs(measured - expected).mean() < 0.1 * expected.mean()
+    assert np.corrcoef(measured.ravel(), expected.ravel())[0, 1] > 0.97
+    # the x-dependent part is the ridge-inverse residual: the same check with another ridge fails
+    wrong = (4 * lam * (clips[:, :, mask] - means[design]) @ np.linalg.inv(covariance + 4 * lam * np.eye(v))) ** 2 + noise
+    assert np.corrcoef(measured.ravel(), wrong.ravel())[0, 1] < np.corrcoef(measured.ravel(), expected.ravel())[0, 1] - 0.01
