@@ -87,6 +87,11 @@ def _check_across_keys(config: dict) -> None:
         raise ModalMergeInputError(
             "config key 'model.gaussian_baseline_temporal': true gives the Gaussian baseline temporal correlations, but "
             "model.gaussian_baseline is false; set model.gaussian_baseline: true or model.gaussian_baseline_temporal: false.")
+    if model.get("gaussian_baseline_shrinkage", "ledoit_wolf") != "ledoit_wolf" and not model.get("gaussian_baseline", True):
+        raise ModalMergeInputError(
+            f"config key 'model.gaussian_baseline_shrinkage': {model['gaussian_baseline_shrinkage']!r} shrinks the Gaussian "
+            "baseline's covariance, but model.gaussian_baseline is false; set model.gaussian_baseline: true or "
+            "model.gaussian_baseline_shrinkage: ledoit_wolf.")
     decode = config.get("decode", {})
     if decode.get("diffusion_prune_after") is not None and decode["diffusion_prune_after"] >= decode.get("diffusion_pairs", 8):
         raise ModalMergeInputError(

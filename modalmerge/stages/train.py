@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..analysis.generator_baselines import component_temporal_correlation, within_category_covariance
+from ..analysis.generator_baselines import (component_temporal_correlation, cross_validated_shrinkage,
+                                           within_category_covariance)
 from ..data.clips import make_clips
 from ..data.dataset import PreparedData, RunSplit
 from ..errors import ModalMergeInputError
@@ -62,18 +63,27 @@ def validation_split(validation_runs: list, split: RunSplit) -> list[int]:
     return runs
 
 
-def fit_gaussian_baseline(baseline, data: PreparedData, runs: list[int]) -> None:
-    """Fit ``model.gaussian_baseline``'s Gaussian on the volumes of ``runs``: category means, the Ledoit-Wolf
-    covariance around them and, for a temporal baseline, each eigencomponent's correlation within a clip."""
+def fit_gaussian_baseline(baseline, data: PreparedData, runs: list[int], shrinkage: str = "ledoit_wolf") -> float | None:
+    """Fit ``model.gaussian_baseline``'s Gaussian on the volumes of ``runs``: category means, the covariance
+    around them (Ledoit-Wolf, or with ``shrinkage`` "run_cv" shrunk as leave-one-run-out likelihood says) and,
+    for a temporal baseline, each eigencomponent's correlation within a clip. Returns the cross-validated
+    shrinkage (None for Ledoit-Wolf)."""
     own = np.isin(data.runs, runs)
     volumes, labels = data.X[own], data.label_ids[own]
     X = volumes[:, data.mask]
-    covariance = within_category_covariance(X, labels)
+    chosen = None
+    if shrinkage == "run_cv":
+        chosen, covariance = cross_validated_shrinkage(X, labels, data.runs[own])
+    elif shrinkage == "ledoit_wolf":
+        covariance = within_category_covariance(X, labels)
+    else:
+        raise ValueError(f"model.gaussian_baseline_shrinkage is {shrinkage!r}: use 'ledoit_wolf' or 'run_cv'.")
     temporal = basis = None
     if baseline.temporal:
         basis = np.linalg.eigh(covariance)[1]
         temporal = component_temporal_correlation(X, labels, data.runs[own], basis, baseline.clip_length)
     baseline.fit(volumes, labels, covariance, temporal, basis)
+    return chosen
 
 
 def train_process(volumes_path, split_path, config: dict, out: dict, threads: int = 1, progress: bool = True) -> dict:
@@ -102,8 +112,10 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
     heldout = make_clips(data.X, data.label_ids, data.runs, split.test_runs, model_cfg["clip_length"], stride=model_cfg["clip_length"])
     diffusion = build_diffusion(model_cfg, diffusion_cfg, data.X.shape[1:], len(data.class_names), data.mask,
                                 gradient_checkpointing=train_cfg["gradient_checkpointing"])
+    shrinkage = None
     if model_cfg.get("gaussian_baseline", False):  # the Gaussian of the model's own runs (no validation run)
-        fit_gaussian_baseline(diffusion.network, data, model_runs)
+        shrinkage = fit_gaussian_baseline(diffusion.network, data, model_runs,
+                                          model_cfg.get("gaussian_baseline_shrinkage", "ledoit_wolf"))
     metadata = {
         "config": {"model": model_cfg, "diffusion": diffusion_cfg, "train": train_cfg},
         "grid_shape": list(data.X.shape[1:]), "class_names": data.class_names.tolist(),
@@ -144,6 +156,7 @@ def _train(volumes_path, split_path, config: dict, out: dict, threads: int, prog
         "heldout_denoising_error_by_timestep": {"timestep": timesteps, "error_ema": errors, "error_raw": raw_errors},
         "heldout_denoising_error_ema": float(np.mean(errors)), "heldout_denoising_error_raw": float(np.mean(raw_errors)),
         "seed": train_cfg["seed"],
+        "gaussian_baseline_shrinkage": shrinkage,  # the cross-validated shrinkage (run_cv), else null
         # provenance on a cluster: which SLURM job trained, with how many GPUs (null elsewhere)
         "slurm": ({"job_id": os.environ["SLURM_JOB_ID"], "gpus_given": gpus_given_by_slurm()}
                   if "SLURM_JOB_ID" in os.environ else None),
