@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import kurtosis, skew
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import LedoitWolf, shrunk_covariance
 from sklearn.mixture import GaussianMixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def gaussian_nll(residual: np.ndarray, covariance: np.ndarray) -> np.ndarray:
     return 0.5 * ((z ** 2 / values).sum(1) + np.log(values).sum() + len(values) * LOG_2PI)
 
 
-def label_means(X, labels, fit_labels, fit_X):
+def label_means(labels, fit_labels, fit_X):
     means = {c: fit_X[fit_labels == c].mean(0) for c in np.unique(fit_labels)}
     return np.stack([means[c] for c in labels])
 
@@ -97,7 +97,7 @@ def main() -> None:
 
     overall = X - X[train].mean(0)
     record("overall mean", gaussian_nll(overall, LedoitWolf().fit(overall[train]).covariance_))
-    residual = X - label_means(X, y, y[train], X[train])
+    residual = X - label_means(y, y[train], X[train])
     covariance = LedoitWolf().fit(residual[train]).covariance_
     record("category means (reference)", gaussian_nll(residual, covariance))
     values, basis = np.linalg.eigh(covariance)
@@ -110,8 +110,7 @@ def main() -> None:
         record(f"+ temporal AR(1), top {m}", ar1_nll(components, runs, values, np.where(np.arange(len(phi)) < m, phi, 0.0)))
     sample = np.cov(residual[train], rowvar=False, bias=True)
     for a in (0.1, 0.3, 0.5, 0.7):
-        shrunk = (1 - a) * sample + a * np.trace(sample) / len(sample) * np.eye(len(sample))
-        record(f"category means, shrinkage {a}", gaussian_nll(residual, shrunk))
+        record(f"category means, shrinkage {a}", gaussian_nll(residual, shrunk_covariance(sample, a)))
     per_label = np.zeros(len(X))
     for c in np.unique(y[train]):
         rows = y == c

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import LedoitWolf, shrunk_covariance
 from sklearn.utils.validation import check_is_fitted
 
 from . import fidelity_metrics as F
@@ -199,8 +199,7 @@ def cross_validated_shrinkage(X: np.ndarray, labels: np.ndarray, runs: np.ndarra
             terms = np.where(variances > 0, energy / variances + held.sum() * np.log(variances), np.inf)
         nll += 0.5 * terms.sum(1)
     a = float(grid[int(np.argmin(nll))])
-    sample = np.cov(residual, rowvar=False, bias=True)
-    return a, (1 - a) * sample + a * np.trace(sample) / len(sample) * np.eye(len(sample))
+    return a, shrunk_covariance(np.cov(residual, rowvar=False, bias=True), a)
 
 
 def component_temporal_correlation(X: np.ndarray, labels: np.ndarray, runs: np.ndarray, basis: np.ndarray,
